@@ -1,0 +1,1 @@
+"""raftlog benchmarks: programs that print figures."""

@@ -1,0 +1,119 @@
+"""The `raftlog` command line: one parser, one function per command.
+
+Exit status: 0 success, 1 a failure the user can act on (one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from broker.version import __version__
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _not_available(name: str) -> Handler:
+    def run(_args: argparse.Namespace) -> int:
+        print(f"raftlog {name}: not available yet in this release", file=sys.stderr)
+        return EXIT_USAGE
+
+    return run
+
+
+def _add_bootstrap(p: argparse.ArgumentParser) -> None:
+    import os
+
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("RAFTLOG_BOOTSTRAP", "127.0.0.1:9092"),
+        help="HOST:PORT[,HOST:PORT...] of any brokers (env RAFTLOG_BOOTSTRAP)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="raftlog", description="raftlog: a Kafka-compatible log replicated by Raft")
+    parser.add_argument("--version", action="version", version=f"raftlog {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run one broker in the foreground")
+    serve.add_argument("--node-id", type=int)
+    serve.add_argument("--data-dir")
+    serve.add_argument("--listen")
+    serve.add_argument("--raft-listen")
+    serve.add_argument("--controller-voters")
+    serve.add_argument("--advertise")
+    serve.add_argument("--metrics-listen")
+    serve.add_argument("--config")
+    serve.add_argument("--check-config", action="store_true")
+    serve.set_defaults(handler=_not_available("serve"))
+
+    dev = sub.add_parser("dev", help="run a local cluster of N brokers until Ctrl-C")
+    dev.add_argument("--brokers", type=int, default=3)
+    dev.add_argument("--data-dir")
+    dev.add_argument("--base-port", type=int, default=9092)
+    dev.set_defaults(handler=_not_available("dev"))
+
+    topic = sub.add_parser("topic", help="create, list, describe and delete topics")
+    tsub = topic.add_subparsers(dest="topic_command", metavar="ACTION", parser_class=_Parser)
+    for name in ("create", "list", "describe", "delete"):
+        t = tsub.add_parser(name)
+        _add_bootstrap(t)
+        t.add_argument("--json", action="store_true")
+        if name != "list":
+            t.add_argument("name")
+        if name == "create":
+            t.add_argument("--partitions", type=int, required=True)
+            t.add_argument("--replication-factor", type=int, required=True)
+            t.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+        t.set_defaults(handler=_not_available(f"topic {name}"))
+
+    produce = sub.add_parser("produce", help="write one record per line of stdin")
+    _add_bootstrap(produce)
+    produce.add_argument("topic")
+    produce.add_argument("--key-separator")
+    produce.add_argument("--acks", choices=("0", "1", "all", "-1"), default="all")
+    produce.add_argument("--partition", type=int)
+    produce.set_defaults(handler=_not_available("produce"))
+
+    consume = sub.add_parser("consume", help="print records, one per line")
+    _add_bootstrap(consume)
+    consume.add_argument("topic")
+    consume.add_argument("--group")
+    consume.add_argument("--from-beginning", action="store_true")
+    consume.add_argument("--max-messages", type=int)
+    consume.add_argument("--timeout-ms", type=int)
+    consume.add_argument("--format", choices=("text", "json"), default="text")
+    consume.set_defaults(handler=_not_available("consume"))
+
+    cluster = sub.add_parser("cluster", help="cluster-wide views")
+    csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
+    status = csub.add_parser("status", help="brokers, controller, leadership, under-replication")
+    _add_bootstrap(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_not_available("cluster status"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return handler(args)

@@ -1,0 +1,1 @@
+"""raftlog broker: transport."""

@@ -1,0 +1,1 @@
+"""raftlog producer library."""
