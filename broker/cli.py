@@ -35,6 +35,25 @@ def _not_available(name: str) -> Handler:
     return run
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import json
+
+    from broker.config import ConfigError, resolve_config
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("handler", "command")}
+    try:
+        config = resolve_config(flags)
+    except ConfigError as e:
+        print(f"raftlog serve: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.check_config:
+        print(json.dumps(config.describe(), indent=2, sort_keys=True))
+        return EXIT_OK
+    from broker.server import run_broker
+
+    return run_broker(config)
+
+
 def _add_bootstrap(p: argparse.ArgumentParser) -> None:
     import os
 
@@ -51,16 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run one broker in the foreground")
-    serve.add_argument("--node-id", type=int)
-    serve.add_argument("--data-dir")
-    serve.add_argument("--listen")
-    serve.add_argument("--raft-listen")
-    serve.add_argument("--controller-voters")
-    serve.add_argument("--advertise")
-    serve.add_argument("--metrics-listen")
-    serve.add_argument("--config")
-    serve.add_argument("--check-config", action="store_true")
-    serve.set_defaults(handler=_not_available("serve"))
+    serve.add_argument("--node-id", type=int, help="this broker's id (> 0) [RAFTLOG_NODE_ID]")
+    serve.add_argument("--data-dir", help="where the logs live [RAFTLOG_DATA_DIR]")
+    serve.add_argument("--listen", help="Kafka client port HOST:PORT [RAFTLOG_LISTEN]")
+    serve.add_argument("--raft-listen", help="peer port HOST:PORT [RAFTLOG_RAFT_LISTEN]")
+    serve.add_argument("--controller-voters", metavar="ID@H:P,...",
+                       help="Raft addresses of the controller quorum [RAFTLOG_CONTROLLER_VOTERS]")
+    serve.add_argument("--advertise", help="address given to clients [RAFTLOG_ADVERTISE]")
+    serve.add_argument("--metrics-listen", help="HOST:PORT for metrics [RAFTLOG_METRICS_LISTEN]")
+    serve.add_argument("--config", help="TOML file with any of these options [RAFTLOG_CONFIG]")
+    serve.add_argument("--fsync-policy", choices=("always", "interval"),
+                       help="'always' (default): fsync before acknowledging [RAFTLOG_FSYNC_POLICY]")
+    serve.add_argument("--check-config", action="store_true",
+                       help="validate the configuration, print it resolved, exit 0 or 1")
+    serve.set_defaults(handler=_serve)
 
     dev = sub.add_parser("dev", help="run a local cluster of N brokers until Ctrl-C")
     dev.add_argument("--brokers", type=int, default=3)
