@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ErrorCode", "KafkaError", "RETRIABLE"]
+__all__ = [
+    "ErrorCode",
+    "KafkaError",
+    "RETRIABLE",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "MalformedMessageError",
+    "MalformedRequestError",
+    "MalformedResponseError",
+    "UnknownApiKeyError",
+    "UnsupportedVersionError",
+]
 
 
 class ErrorCode(enum.IntEnum):
@@ -157,3 +169,67 @@ class KafkaError(Exception):
     @property
     def retriable(self) -> bool:
         return self.code in RETRIABLE
+
+
+# ---- Client protocol errors -----------------------------------------------------------------
+# As in h11, the side at fault decides the class: a RemoteProtocolError means the peer sent bytes
+# we refuse (the connection's owner answers with an error or closes the connection); a
+# LocalProtocolError means we were asked to put on the wire something the protocol cannot carry
+# (a bug in the caller or in values it passed), so it is never the peer's fault.
+
+
+class ProtocolError(ValueError):
+    """Kafka's client protocol was broken, by the peer or by us (see the two subclasses)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to encode something the protocol cannot carry: an API or version we do not
+    serve, a value out of its type's range, None in a field that is not nullable in that version,
+    a string longer than its length prefix allows."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes we cannot accept.
+
+    Carries what could be read before the fault: `api_key`, `api_version` and `correlation_id`
+    (None when the frame was too short to hold them) and `offset`, the byte position in the
+    frame (size prefix excluded) where decoding failed (None when no position applies).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int | None = None,
+        api_key: int | None = None,
+        api_version: int | None = None,
+        correlation_id: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.api_key = api_key
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+
+
+class MalformedMessageError(RemoteProtocolError):
+    """A frame is truncated, has a bad length, bad UTF-8, an over-long varint, an array longer
+    than the limits or than the bytes left could hold, or trailing bytes."""
+
+
+class MalformedRequestError(MalformedMessageError):
+    """A request frame could not be decoded (raised by the broker-side decoder)."""
+
+
+class MalformedResponseError(MalformedMessageError):
+    """A response frame could not be decoded (raised by the client-side decoder)."""
+
+
+class UnknownApiKeyError(RemoteProtocolError):
+    """A request names an API key we do not know; Kafka closes the connection."""
+
+
+class UnsupportedVersionError(RemoteProtocolError):
+    """A request uses a version of a known API that we do not serve. For ApiVersions the broker
+    answers with the v0-shaped UNSUPPORTED_VERSION response; for any other API Kafka closes the
+    connection without answering."""
