@@ -18,6 +18,7 @@ Malformed input raises `PeerMessageError`; the caller drops and counts it.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Sequence
 
@@ -35,7 +36,11 @@ from broker.raft.messages import (
     VoteResponse,
 )
 
-__all__ = ["PeerMessageError", "encode_message", "decode_message", "ENTRIES_PER_MESSAGE_MAX"]
+__all__ = [
+    "PeerMessageError", "encode_message", "decode_message", "ENTRIES_PER_MESSAGE_MAX",
+    "encode_control", "decode_control", "message_type", "T_BROKER_HEARTBEAT", "T_REQUEST",
+    "T_RESPONSE", "CONTROL_TYPES",
+]
 
 VERSION = 1
 ENTRIES_PER_MESSAGE_MAX = 1 << 16
@@ -166,3 +171,37 @@ def _decode_append(
                              data=bytes(data) if not isinstance(data, bytes) else data))
     return AppendRequest(src=src, dst=dst, term=term, prev_index=prev_index, prev_term=prev_term,
                          entries=tuple(entries), commit=commit)
+
+
+# ---- broker-to-broker control messages (not Raft): one frame, `>BB` + UTF-8 JSON object ------
+T_BROKER_HEARTBEAT, T_REQUEST, T_RESPONSE = 64, 65, 66
+CONTROL_TYPES = frozenset({T_BROKER_HEARTBEAT, T_REQUEST, T_RESPONSE})
+CONTROL_BYTES_MAX = 4 << 20
+_CONTROL = struct.Struct(">BB")
+
+
+def message_type(frames: Sequence[Buffer]) -> int:
+    """The type byte of a peer message (Raft types 1-8, control types 64-66); 0 if malformed."""
+    if not frames or len(frames[0]) < 2:
+        return 0
+    return frames[0][1]
+
+
+def encode_control(kind: int, body: dict[str, object]) -> list[Buffer]:
+    assert kind in CONTROL_TYPES, kind
+    return [_CONTROL.pack(VERSION, kind) + json.dumps(body, separators=(",", ":")).encode()]
+
+
+def decode_control(frames: Sequence[Buffer]) -> tuple[int, dict[str, object]]:
+    if len(frames) != 1 or len(frames[0]) < 2 or len(frames[0]) > CONTROL_BYTES_MAX:
+        raise PeerMessageError("control message must be one frame of bounded size")
+    version, kind = _CONTROL.unpack_from(frames[0], 0)
+    if version != VERSION or kind not in CONTROL_TYPES:
+        raise PeerMessageError(f"unknown control message version {version} type {kind}")
+    try:
+        body = json.loads(bytes(frames[0][2:]))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise PeerMessageError(f"control message is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise PeerMessageError("control message body must be a JSON object")
+    return kind, body

@@ -1,0 +1,187 @@
+"""ReplicaManager: hosts every local Raft group of a broker and drives them.
+
+Per wake-up (a "cycle"), for each group with work, in the durability order of
+`broker.raft.messages`: take its Ready, write log and hard state, send the messages that may
+leave at once; then sync every log written this cycle together (group commit: one fsync per
+log, the fsyncs run concurrently in a small thread pool while the event loop keeps serving);
+then send the messages that promised durability, apply committed entries, and advance.
+Messages that arrive while a sync is in flight are stepped at once and handled next cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from broker.raft.core import RaftConfig, RaftNode
+from broker.raft.messages import Entry, Message, Ready, Role
+from broker.replica.codec import PeerMessageError, decode_message, encode_message
+from broker.replica.partition import Replica
+from broker.storage import PartitionLog
+from broker.transport import PeerBus
+
+__all__ = ["ReplicaManager"]
+
+log = logging.getLogger(__name__)
+
+SYNC_THREADS = 2
+
+
+class ReplicaManager:
+    def __init__(self, *, node_id: int, bus: PeerBus, raft_config: RaftConfig, tick_ms: int,
+                 seed: int | None = None) -> None:
+        self.node_id = node_id
+        self.bus = bus
+        self.raft_config = raft_config
+        self.tick_ms = tick_ms
+        self.replicas: dict[int, Replica] = {}
+        self.dropped_messages = 0
+        self._rng = random.Random(seed if seed is not None else node_id * 7919)
+        self._dirty: set[int] = set()
+        self._wake = asyncio.Event()
+        self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="raftlog-fsync")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self.role_listeners: list[Callable[[Replica], None]] = []
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._running = True
+        self._tasks = [asyncio.create_task(self._cycle_loop(), name="replica-cycles"),
+                       asyncio.create_task(self._tick_loop(), name="replica-ticks")]
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
+        for r in self.replicas.values():
+            r.close()
+        self.replicas.clear()
+        self._pool.shutdown(wait=True)
+
+    # ---- groups -------------------------------------------------------------------------
+    def add(self, *, group_id: int, topic: str, partition: int, log_: PartitionLog,
+            on_committed: Callable[[Replica, Entry], None] | None = None,
+            applied: int | None = None) -> Replica:
+        assert group_id not in self.replicas, group_id
+        rng = random.Random(self._rng.getrandbits(64))
+        state = log_.initial_state()
+        assert state is not None, "the caller bootstraps the group's hard state"
+        node = RaftNode(node_id=self.node_id, storage=log_, rng=rng, config=self.raft_config,
+                        applied=state.commit if applied is None else applied)
+        replica = Replica(group_id=group_id, topic=topic, partition=partition, node=node,
+                          log=log_, on_committed=on_committed, on_role=self._role_changed)
+        self.replicas[group_id] = replica
+        self.mark(group_id)
+        return replica
+
+    def remove(self, group_id: int) -> Replica | None:
+        replica = self.replicas.pop(group_id, None)
+        self._dirty.discard(group_id)
+        if replica is not None:
+            replica.close()
+        return replica
+
+    def mark(self, group_id: int) -> None:
+        """The group may have a Ready: handle it this cycle."""
+        self._dirty.add(group_id)
+        self._wake.set()
+
+    def _role_changed(self, replica: Replica) -> None:
+        for listener in self.role_listeners:
+            listener(replica)
+
+    # ---- inbound ------------------------------------------------------------------------
+    def on_peer_message(self, src: int, frames: list[bytes | memoryview]) -> None:
+        try:
+            group, msg = decode_message(frames)
+        except PeerMessageError as e:
+            self.dropped_messages += 1
+            log.debug("dropped a malformed message from node %d: %s", src, e)
+            return
+        replica = self.replicas.get(group)
+        if replica is None or msg.src != src or msg.dst != self.node_id:
+            self.dropped_messages += 1
+            return
+        replica.node.step(msg)
+        self.mark(group)
+
+    def on_peer_unreachable(self, node: int) -> None:
+        for group_id, replica in self.replicas.items():
+            if replica.node.role is Role.LEADER:
+                replica.node.report_unreachable(node)
+                self.mark(group_id)
+
+    # ---- ticking ------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        interval_s = self.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while self._running:
+            next_at += interval_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at = max(next_at, loop.time() - interval_s)  # after a stall, don't burst
+            for group_id, replica in self.replicas.items():
+                replica.node.tick()
+                self._dirty.add(group_id)
+            self._wake.set()
+
+    # ---- the Ready cycle ----------------------------------------------------------------
+    async def _cycle_loop(self) -> None:
+        while self._running:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._cycle()
+            except Exception:
+                log.exception("replica cycle failed")
+                raise
+
+    async def _cycle(self) -> None:
+        batch: list[tuple[Replica, Ready]] = []
+        dirty, self._dirty = self._dirty, set()
+        for group_id in dirty:
+            replica = self.replicas.get(group_id)
+            if replica is not None and replica.node.has_ready():
+                batch.append((replica, replica.node.ready()))
+        if not batch:
+            return
+        to_sync: list[PartitionLog] = []
+        for replica, ready in batch:
+            replica.write(ready)
+            self._send(replica.group_id, ready.messages)
+            if ready.must_sync or ready.committed:
+                to_sync.append(replica.log)
+        await self._sync(to_sync)
+        for replica, ready in batch:
+            if replica.group_id not in self.replicas:
+                continue  # removed while syncing
+            self._send(replica.group_id, ready.messages_after_persist)
+            replica.finish(ready)
+            replica.node.advance(ready)
+            if replica.node.has_ready():
+                self.mark(replica.group_id)
+
+    async def _sync(self, logs: list[PartitionLog]) -> None:
+        logs = [lg for lg in logs if lg.flush()]
+        if not logs:
+            return
+        loop = asyncio.get_running_loop()
+        if len(logs) == 1:
+            await loop.run_in_executor(self._pool, logs[0].fsync)
+            return
+        await asyncio.gather(*(loop.run_in_executor(self._pool, lg.fsync) for lg in logs))
+
+    def _send(self, group_id: int, messages: Iterable[Message]) -> None:
+        for m in messages:
+            self.bus.send(m.dst, encode_message(group_id, m))

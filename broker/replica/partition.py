@@ -1,0 +1,230 @@
+"""One local replica of one Raft group: a RaftNode over a PartitionLog, plus what the Kafka API
+needs of it (offset assignment, the high watermark, idempotent-producer state, waiters).
+
+The replica never runs I/O by itself: the `ReplicaManager` calls `write()` (persist a Ready),
+syncs the log, then calls `finish()` (apply committed entries and resolve waiters). Produce and
+fetch handlers call `append()` and `read()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker.raft.core import RaftNode
+from broker.raft.messages import Entry, EntryKind, ProposeResult, Ready, Role
+from broker.replica.producers import BatchSequence, ProducerTable
+from broker.storage import PartitionLog
+from broker.wire.errors import ErrorCode, KafkaError
+from broker.wire.records import BatchHeader, read_batch_header, stamp_batch
+
+__all__ = ["Replica", "AppendResult"]
+
+log = logging.getLogger(__name__)
+
+WAITERS_MAX = 10_000  # outstanding produce acknowledgements per partition; beyond: refused
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    log_append_time_ms: int = -1
+
+
+@dataclass(slots=True)
+class _Waiter:
+    index: int  # raft index of the entry
+    base_offset: int
+    future: asyncio.Future[AppendResult]
+
+
+class Replica:
+    __slots__ = (
+        "group_id", "topic", "partition", "node", "log", "high_watermark", "leader_ready",
+        "producers", "_next_offset", "_commit_waiters", "_append_waiters", "_hw_event",
+        "_stable_index", "_on_committed", "_on_role",
+    )
+
+    def __init__(
+        self,
+        *,
+        group_id: int,
+        topic: str,
+        partition: int,
+        node: RaftNode,
+        log: PartitionLog,
+        on_committed: Callable[[Replica, Entry], None] | None = None,
+        on_role: Callable[[Replica], None] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.topic = topic
+        self.partition = partition
+        self.node = node
+        self.log = log
+        self.leader_ready = False  # leader AND has committed an entry of its term
+        self.producers = ProducerTable()
+        self.high_watermark = log.offset_end_at(node.commit_index)
+        self._next_offset = log.next_offset
+        self._commit_waiters: deque[_Waiter] = deque()  # acks=all, by raft index
+        self._append_waiters: deque[_Waiter] = deque()  # acks=1, by raft index
+        self._hw_event = asyncio.Event()
+        self._stable_index = log.last_index()
+        self._on_committed = on_committed
+        self._on_role = on_role
+        self._rebuild_producers()
+
+    # ---- produce ------------------------------------------------------------------------
+    def append(self, batch: bytearray, header: BatchHeader, acks: int) -> asyncio.Future[AppendResult] | AppendResult:
+        """Stamp and propose one verified batch. Returns a future (acks 1/all) resolved when
+        the batch is durable on this leader (1) or committed (all), or the result at once for a
+        duplicate or acks=0. Raises KafkaError when refused."""
+        if not self.leader_ready:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"not the leader of {self.name}")
+        idempotent = header.producer_id >= 0 and header.base_sequence >= 0
+        if idempotent:
+            last_seq = header.base_sequence + header.last_offset_delta
+            verdict = self.producers.check(
+                header.producer_id, header.producer_epoch, header.base_sequence, last_seq
+            )
+            if verdict.duplicate_of is not None:
+                return AppendResult(verdict.duplicate_of)
+            if not verdict.accept:
+                raise KafkaError(verdict.error, f"{self.name}: producer {header.producer_id} "
+                                 f"sequence {header.base_sequence} refused")
+        if len(self._commit_waiters) + len(self._append_waiters) >= WAITERS_MAX:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"{self.name}: too many pending writes")
+        base_offset = self._next_offset
+        stamp_batch(batch, 0, base_offset, self.node.term)
+        if self.node.propose(bytes(batch)) is not ProposeResult.ACCEPTED:
+            raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS,
+                             f"{self.name}: the leader cannot accept more uncommitted data now")
+        self._next_offset = base_offset + header.last_offset_delta + 1
+        if idempotent:
+            self.producers.append_pending(header.producer_id, BatchSequence(
+                epoch=header.producer_epoch, first_seq=header.base_sequence,
+                last_seq=header.base_sequence + header.last_offset_delta, base_offset=base_offset))
+        if acks == 0:
+            return AppendResult(base_offset)
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(self.node.last_index, base_offset, future)
+        (self._commit_waiters if acks == -1 else self._append_waiters).append(waiter)
+        return future
+
+    # ---- fetch --------------------------------------------------------------------------
+    def read(self, offset: int, bytes_max: int) -> list[bytes | memoryview]:
+        """Committed batches from `offset`; raises KafkaError OFFSET_OUT_OF_RANGE."""
+        if offset < self.log.log_start_offset or offset > self.high_watermark:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
+                             f"{self.name}: offset {offset} outside "
+                             f"[{self.log.log_start_offset}, {self.high_watermark}]")
+        if offset == self.high_watermark:
+            return []
+        return self.log.read(offset, self.high_watermark, bytes_max)
+
+    async def wait_for_data(self, offset: int, timeout_s: float) -> None:
+        """Return once the high watermark passes `offset`, or after `timeout_s`."""
+        if self.high_watermark > offset:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.high_watermark <= offset:
+                    await self._hw_event.wait()
+        except TimeoutError:
+            pass
+
+    # ---- the Ready cycle (driven by ReplicaManager) ---------------------------------------
+    def write(self, ready: Ready) -> None:
+        """Persist a Ready's log and hard state (buffered; the manager syncs)."""
+        if ready.log_reset is not None:
+            self.log.reset(*ready.log_reset)
+        if ready.entries:
+            self.log.append(ready.entries)
+        if ready.hard_state is not None:
+            self.log.set_hard_state(ready.hard_state)
+
+    def finish(self, ready: Ready) -> None:
+        """After the sync: apply committed entries, resolve waiters, note role changes."""
+        if ready.entries or ready.log_reset is not None:
+            self._stable_index = self.log.last_index()
+            self._resolve_appended()
+        for entry in ready.committed:
+            self._apply(entry)
+        if ready.committed:
+            self._resolve_committed()
+        if ready.soft_state is not None or (self.leader_ready != self._is_leader_ready()):
+            self._role_changed()
+
+    def _is_leader_ready(self) -> bool:
+        return self.node.role is Role.LEADER and self.node.has_committed_in_term
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.kind is EntryKind.DATA:
+            h = read_batch_header(entry.data)
+            self._set_high_watermark(h.last_offset + 1)
+            if h.producer_id >= 0 and h.base_sequence >= 0:
+                self.producers.commit(h.producer_id, BatchSequence(
+                    epoch=h.producer_epoch, first_seq=h.base_sequence,
+                    last_seq=h.base_sequence + h.last_offset_delta, base_offset=h.base_offset))
+        if self._on_committed is not None:
+            self._on_committed(self, entry)
+
+    def _set_high_watermark(self, hw: int) -> None:
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+            self._hw_event.set()
+            self._hw_event = asyncio.Event()
+
+    def _resolve_committed(self) -> None:
+        commit = self.node.commit_index
+        waiters = self._commit_waiters
+        while waiters and waiters[0].index <= commit:
+            w = waiters.popleft()
+            if not w.future.done():
+                w.future.set_result(AppendResult(w.base_offset))
+
+    def _resolve_appended(self) -> None:
+        waiters = self._append_waiters
+        while waiters and waiters[0].index <= self._stable_index:
+            w = waiters.popleft()
+            if not w.future.done():
+                w.future.set_result(AppendResult(w.base_offset))
+
+    def _role_changed(self) -> None:
+        ready = self._is_leader_ready()
+        if ready and not self.leader_ready:
+            # Everything before our term's first commit is committed and persisted here, and
+            # no proposal of ours precedes it: the log's end is where our offsets continue.
+            self._next_offset = self.log.next_offset
+            self.high_watermark = max(self.high_watermark, self.log.offset_end_at(self.node.commit_index))
+        if not ready and self.node.role is not Role.LEADER:
+            self._fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            self.producers.drop_pending()
+        self.leader_ready = ready
+        if self._on_role is not None:
+            self._on_role(self)
+
+    def _fail_waiters(self, code: ErrorCode) -> None:
+        for waiters in (self._commit_waiters, self._append_waiters):
+            while waiters:
+                w = waiters.popleft()
+                if not w.future.done():
+                    w.future.set_exception(KafkaError(code, f"{self.name}: leadership moved"))
+
+    def _rebuild_producers(self) -> None:
+        """Idempotence state from the committed log (batches carry producer id/epoch/seq)."""
+        for h in self.log.batch_headers(self.log.log_start_offset, self.high_watermark):
+            if h.producer_id >= 0 and h.base_sequence >= 0:
+                self.producers.commit(h.producer_id, BatchSequence(
+                    epoch=h.producer_epoch, first_seq=h.base_sequence,
+                    last_seq=h.base_sequence + h.last_offset_delta, base_offset=h.base_offset))
+
+    def close(self, code: ErrorCode = ErrorCode.NOT_LEADER_OR_FOLLOWER) -> None:
+        self._fail_waiters(code)
+        self.log.close()
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"

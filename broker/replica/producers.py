@@ -1,0 +1,111 @@
+"""Idempotent-producer state of one partition: per producer id, its epoch and its last five
+batches' sequence ranges with the offsets they were given (Kafka's ProducerStateManager).
+
+Two layers, as the Raft log has two parts: `committed` is built from committed batches on every
+replica (so a new leader has it), `pending` holds the current leader's appended but uncommitted
+batches (cleared when leadership is lost). A retried batch found in either gets its original
+offset; a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from broker.wire.errors import ErrorCode
+
+__all__ = ["BatchSequence", "ProducerTable", "SequenceCheck", "BATCHES_KEPT"]
+
+BATCHES_KEPT = 5  # Kafka's max.in.flight.requests.per.connection bound for idempotence
+PRODUCERS_MAX = 100_000  # beyond this, the least recently written producer is forgotten
+_SEQ_MOD = 1 << 31
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSequence:
+    epoch: int
+    first_seq: int
+    last_seq: int
+    base_offset: int
+
+
+@dataclass(slots=True)
+class _Producer:
+    epoch: int
+    batches: deque[BatchSequence] = field(default_factory=lambda: deque(maxlen=BATCHES_KEPT))
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceCheck:
+    """The verdict on an incoming batch: append it, answer it as a duplicate, or refuse it."""
+
+    error: ErrorCode = ErrorCode.NONE
+    duplicate_of: int | None = None  # base offset of the original batch
+
+    @property
+    def accept(self) -> bool:
+        return self.error == ErrorCode.NONE and self.duplicate_of is None
+
+
+class ProducerTable:
+    __slots__ = ("_committed", "_pending")
+
+    def __init__(self) -> None:
+        self._committed: dict[int, _Producer] = {}
+        self._pending: dict[int, _Producer] = {}
+
+    def check(self, producer_id: int, epoch: int, first_seq: int, last_seq: int) -> SequenceCheck:
+        state = self._pending.get(producer_id) or self._committed.get(producer_id)
+        if state is None:
+            if first_seq == 0:
+                return SequenceCheck()
+            return SequenceCheck(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
+        if epoch < state.epoch:
+            return SequenceCheck(ErrorCode.INVALID_PRODUCER_EPOCH)
+        if epoch > state.epoch:
+            ok = first_seq == 0
+            return SequenceCheck() if ok else SequenceCheck(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
+        for b in state.batches:
+            if b.first_seq == first_seq and b.last_seq == last_seq:
+                return SequenceCheck(duplicate_of=b.base_offset)
+        last = state.batches[-1].last_seq if state.batches else -1
+        if first_seq != (last + 1) % _SEQ_MOD:
+            return SequenceCheck(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
+        return SequenceCheck()
+
+    def append_pending(self, producer_id: int, batch: BatchSequence) -> None:
+        """The leader appended `batch` (not yet committed)."""
+        _record(self._pending, producer_id, batch, self._committed.get(producer_id))
+
+    def commit(self, producer_id: int, batch: BatchSequence) -> None:
+        """`batch` is committed (called on every replica, in log order)."""
+        _record(self._committed, producer_id, batch, None)
+        pending = self._pending.get(producer_id)
+        if pending is not None and pending.batches and pending.batches[-1] == batch:
+            del self._pending[producer_id]
+
+    def drop_pending(self) -> None:
+        """Leadership lost: uncommitted batches may be truncated, forget them."""
+        self._pending.clear()
+
+    def __len__(self) -> int:
+        return len(self._committed)
+
+
+def _record(
+    table: dict[int, _Producer], producer_id: int, batch: BatchSequence, base: _Producer | None
+) -> None:
+    state = table.get(producer_id)
+    if state is None:
+        state = _Producer(epoch=batch.epoch)
+        if base is not None and base.epoch == batch.epoch:
+            state.batches.extend(base.batches)
+        if len(table) >= PRODUCERS_MAX:
+            del table[next(iter(table))]
+        table[producer_id] = state
+    else:
+        table[producer_id] = table.pop(producer_id)  # keep dict order = least recently written
+        if batch.epoch != state.epoch:
+            state.epoch = batch.epoch
+            state.batches.clear()
+    state.batches.append(batch)

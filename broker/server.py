@@ -1,0 +1,439 @@
+"""The broker process: startup -> main loop -> shutdown (uvicorn's shape).
+
+Components, each with one owner (this module):
+- `PeerBus` (ZeroMQ) carries Raft messages and broker control messages between brokers;
+- `ReplicaManager` drives every local Raft group (partitions and the controller, group 0);
+- `ControllerService` applies the metadata log; its leader makes the cluster's decisions;
+- the Kafka API (`broker.api`) serves clients on `--listen`.
+Every `broker_heartbeat_ms` each broker tells every other broker it is alive and which groups
+it leads (so any broker can answer Metadata with every partition's leader); the controller
+leader registers and fences brokers from those heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from broker.config import BrokerConfig
+from broker.controller.metadata import (
+    CONTROLLER_GROUP_ID,
+    BrokerChanged,
+    BrokerRemoved,
+    Change,
+    PartitionAdded,
+    PartitionInfo,
+    PartitionRemoved,
+)
+from broker.controller.service import ControllerService
+from broker.raft.core import RaftConfig
+from broker.raft.messages import ConfState, HardState, Role
+from broker.replica.codec import (
+    CONTROL_TYPES,
+    T_BROKER_HEARTBEAT,
+    T_REQUEST,
+    T_RESPONSE,
+    PeerMessageError,
+    decode_control,
+    encode_control,
+    message_type,
+)
+from broker.replica.manager import ReplicaManager
+from broker.replica.partition import Replica
+from broker.storage import LogConfig, PartitionLog
+from broker.transport import PeerBus, TransportConfig
+from broker.wire.errors import ErrorCode, KafkaError
+
+__all__ = ["Broker", "run_broker"]
+
+log = logging.getLogger("raftlog.broker")
+
+CONTROLLER_REQUESTS_MAX = 256  # unanswered requests this broker forwarded to the controller
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.incarnation = time.time_ns() // 1000  # distinguishes restarts of this node id
+        self.data_dir = Path(config.data_dir)
+        self.bus = PeerBus(TransportConfig(node_id=config.node_id, listen=config.raft_listen))
+        raft = RaftConfig(election_ticks=config.election_ticks,
+                          heartbeat_ticks=config.heartbeat_ticks)
+        self.manager = ReplicaManager(node_id=config.node_id, bus=self.bus, raft_config=raft,
+                                      tick_ms=config.tick_ms)
+        self.controller = ControllerService(node_id=config.node_id,
+                                            session_timeout_ms=config.session_timeout_ms)
+        self.leaders: dict[int, tuple[int, int]] = {}  # group -> (leader node, term)
+        self.led_by: dict[int, set[int]] = {}  # node -> groups it reported leading
+        self.by_partition: dict[tuple[str, int], int] = {}  # (topic, partition) -> group id
+        self.peer_last_heard: dict[int, float] = {}
+        self.isr_reported: dict[int, list[int]] = {}  # group -> ISR its leader last reported
+        self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._request_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._stopping = asyncio.Event()
+        self.api: Any = None
+
+    # ---- startup ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.bus.set_handlers(on_message=self._on_peer_message,
+                              on_unreachable=self.manager.on_peer_unreachable)
+        await self.bus.start()
+        self.bus.set_peers(dict(self.config.controller_voters))
+        self.manager.role_listeners.append(self._on_local_role)
+        self.controller.listeners.append(self._on_metadata_changes)
+        await self.manager.start()
+        self._open_controller()
+        from broker.api.handlers import KafkaApi
+        from broker.api.connection import ConnectionStats, KafkaConnection
+
+        self.api = KafkaApi(self)
+        stats = ConnectionStats()
+        host, _, port = self.config.listen.rpartition(":")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: KafkaConnection(self.api.dispatch,
+                                    request_bytes_max=self.config.request_bytes_max,
+                                    inflight_requests_max=self.config.inflight_requests_max,
+                                    stats=stats),
+            host, int(port), reuse_address=True)
+        self._spawn(self._heartbeat_loop(), "broker-heartbeats")
+        log.info("broker %d serving Kafka on %s, peers on %s", self.node_id,
+                 self.config.listen, self.config.raft_listen)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _log_config(self) -> LogConfig:
+        return LogConfig(segment_bytes_max=self.config.segment_bytes_max,
+                         fsync_policy="always" if self.config.fsync_policy == "always"
+                         else "interval_ms",
+                         fsync_interval_ms=self.config.fsync_interval_ms)
+
+    def _open_log(self, directory: Path, voters: frozenset[int]) -> tuple[PartitionLog, bool]:
+        plog = PartitionLog(directory, self._log_config())
+        fresh = plog.initial_state() is None
+        if fresh:
+            plog.set_hard_state(HardState(term=0, vote=0, commit=0, conf=ConfState(voters=voters)))
+            plog.sync()
+        return plog, fresh
+
+    def _open_controller(self) -> None:
+        voters = frozenset(self.config.controller_voters)
+        plog, fresh = self._open_log(self.data_dir / "controller", voters)
+        replica = self.manager.add(group_id=CONTROLLER_GROUP_ID, topic="__cluster_metadata",
+                                   partition=0, log_=plog, on_committed=self.controller.on_committed,
+                                   applied=0)
+        self.controller.replica = replica
+        if fresh and len(voters) == 1:
+            replica.node.campaign()
+
+    # ---- metadata -> local replicas --------------------------------------------------------
+    def _on_metadata_changes(self, changes: list[Change]) -> None:
+        for change in changes:
+            match change:
+                case PartitionAdded(partition=p):
+                    self.by_partition[(p.topic, p.partition)] = p.group_id
+                    if self.node_id in p.replicas:
+                        self._create_replica(p)
+                case PartitionRemoved(partition=p):
+                    self.by_partition.pop((p.topic, p.partition), None)
+                    self.leaders.pop(p.group_id, None)
+                    self._delete_replica(p)
+                case BrokerChanged() | BrokerRemoved():
+                    self._update_peers()
+                case _:
+                    pass
+
+    def _replica_dir(self, p: PartitionInfo) -> Path:
+        return self.data_dir / "partitions" / f"{p.topic}-{p.partition}.g{p.group_id}"
+
+    def _create_replica(self, p: PartitionInfo) -> None:
+        if p.group_id in self.manager.replicas:
+            return
+        plog, fresh = self._open_log(self._replica_dir(p), frozenset(p.replicas))
+        replica = self.manager.add(group_id=p.group_id, topic=p.topic, partition=p.partition,
+                                   log_=plog)
+        if fresh and p.preferred_leader == self.node_id:
+            replica.node.campaign()
+
+    def _delete_replica(self, p: PartitionInfo) -> None:
+        self.manager.remove(p.group_id)
+        shutil.rmtree(self._replica_dir(p), ignore_errors=True)
+
+    def _update_peers(self) -> None:
+        peers = dict(self.config.controller_voters)
+        for info in self.controller.state.brokers.values():
+            peers[info.node_id] = info.raft_address
+        self.bus.set_peers(peers)
+
+    # ---- leadership map ----------------------------------------------------------------------
+    def _on_local_role(self, replica: Replica) -> None:
+        g = replica.group_id
+        if replica.leader_ready:
+            self.leaders[g] = (self.node_id, replica.node.term)
+            self.led_by.setdefault(self.node_id, set()).add(g)
+        elif self.leaders.get(g, (0, 0))[0] == self.node_id:
+            del self.leaders[g]
+            self.led_by.get(self.node_id, set()).discard(g)
+
+    def leader_of(self, group_id: int) -> int:
+        """Best knowledge of the group's leader (0: unknown)."""
+        replica = self.manager.replicas.get(group_id)
+        if replica is not None and replica.leader_ready:
+            return self.node_id
+        leader, _term = self.leaders.get(group_id, (0, 0))
+        if leader == self.node_id and (replica is None or not replica.leader_ready):
+            return 0
+        return leader
+
+    def partition_leadership(self, group_id: int, replicas: tuple[int, ...]
+                             ) -> tuple[int, int, list[int]]:
+        """(leader or 0, leader epoch or -1, in-sync replicas) as this broker knows them."""
+        replica = self.manager.replicas.get(group_id)
+        if replica is not None and replica.leader_ready:
+            return self.node_id, replica.node.term, self._local_isr(replica)
+        leader, term = self.leaders.get(group_id, (0, -1))
+        if leader == self.node_id or leader == 0:
+            return 0, -1, []
+        isr = self.isr_reported.get(group_id) or [r for r in replicas if r not in self.offline(replicas)]
+        return leader, term, isr
+
+    def _local_isr(self, replica: Replica) -> list[int]:
+        """Replicas caught up to the commit index and heard from lately (ours: the leader)."""
+        node = replica.node
+        isr = []
+        for member in sorted(node.conf.voters):
+            if member == self.node_id:
+                isr.append(member)
+                continue
+            pr = node.progress(member)
+            if pr is not None and pr.recent_active and pr.match >= node.commit_index:
+                isr.append(member)
+        return isr
+
+    def offline(self, replicas: tuple[int, ...]) -> list[int]:
+        brokers = self.controller.state.brokers
+        return [r for r in replicas if r in brokers and not brokers[r].alive]
+
+    def _heard_leaders(self, src: int, groups: list[tuple[int, int, list[int]]]) -> None:
+        reported: set[int] = set()
+        for g, term, isr in groups:
+            reported.add(g)
+            self.isr_reported[g] = isr
+            _known, known_term = self.leaders.get(g, (0, 0))
+            local = self.manager.replicas.get(g)
+            if local is not None and local.node.term > term:
+                continue  # we know of a newer term: that leadership is over
+            if term >= known_term:
+                self.leaders[g] = (src, term)
+        for g in self.led_by.get(src, set()) - reported:
+            if self.leaders.get(g, (0, 0))[0] == src:
+                del self.leaders[g]
+        self.led_by[src] = reported
+
+    # ---- peer messages -----------------------------------------------------------------------
+    def _on_peer_message(self, src: int, frames: list[bytes | memoryview]) -> None:
+        kind = message_type(frames)
+        if kind not in CONTROL_TYPES:
+            self.manager.on_peer_message(src, frames)
+            return
+        try:
+            kind, body = decode_control(frames)
+        except PeerMessageError:
+            self.manager.dropped_messages += 1
+            return
+        try:
+            if kind == T_BROKER_HEARTBEAT:
+                self._on_heartbeat(src, body)
+            elif kind == T_REQUEST:
+                self._spawn(self._serve_request(src, body), "controller-request")
+            elif kind == T_RESPONSE:
+                future = self._requests.pop(int(body["id"]), None)  # type: ignore[arg-type]
+                if future is not None and not future.done():
+                    future.set_result(body)
+        except (KeyError, TypeError, ValueError) as e:
+            self.manager.dropped_messages += 1
+            log.debug("dropped a bad control message from %d: %s", src, e)
+
+    def _on_heartbeat(self, src: int, body: dict[str, Any]) -> None:
+        self.peer_last_heard[src] = time.monotonic()
+        self.controller.heard_from(src, str(body["client"]), str(body["raft"]), int(body["inc"]))
+        self._heard_leaders(src, [(int(g), int(t), [int(n) for n in isr])
+                                  for g, t, isr in body["leaders"]])
+
+    async def _heartbeat_loop(self) -> None:
+        interval_s = self.config.broker_heartbeat_ms / 1000
+        while True:
+            led = [[g, r.node.term, self._local_isr(r)]
+                   for g, r in self.manager.replicas.items() if r.leader_ready]
+            body = {"inc": self.incarnation, "client": self.config.advertised,
+                    "raft": self.config.raft_listen, "leaders": led}
+            frames = encode_control(T_BROKER_HEARTBEAT, body)
+            for peer in self.bus.peers():
+                if peer != self.node_id:
+                    self.bus.send(peer, frames)
+            self.controller.heard_from(self.node_id, self.config.advertised,
+                                       self.config.raft_listen, self.incarnation)
+            for record in self.controller.duties():
+                self._spawn(self._propose_quietly(record), "controller-duty")
+            await asyncio.sleep(interval_s)
+
+    async def _propose_quietly(self, record: Any) -> None:
+        try:
+            await self.controller.propose(record)
+        except KafkaError as e:
+            log.debug("controller proposal %s not applied: %s", type(record).__name__, e)
+
+    # ---- controller requests -------------------------------------------------------------------
+    async def controller_request(self, op: str, args: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
+        """Run a controller operation on the controller leader, wherever it is."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            try:
+                return await self._controller_request_once(op, args, deadline)
+            except KafkaError as e:
+                if e.code not in (ErrorCode.NOT_CONTROLLER, ErrorCode.REQUEST_TIMED_OUT) or (
+                        time.monotonic() + 0.1 >= deadline):
+                    raise
+            await asyncio.sleep(0.1)
+
+    async def _controller_request_once(self, op: str, args: dict[str, Any],
+                                       deadline: float) -> dict[str, Any]:
+        if self.controller.is_leader:
+            return await self.controller.handle(op, args)
+        leader = self.controller.leader_id
+        if leader in (0, self.node_id):
+            raise KafkaError(ErrorCode.NOT_CONTROLLER, "no controller leader known yet")
+        if len(self._requests) >= CONTROLLER_REQUESTS_MAX:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, "too many controller requests pending")
+        request_id = next(self._request_ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        self.bus.send(leader, encode_control(T_REQUEST, {"id": request_id, "op": op, "args": args}))
+        try:
+            async with asyncio.timeout(max(0.05, min(2.0, deadline - time.monotonic()))):
+                body = await future
+        except TimeoutError:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, "the controller did not answer") from None
+        finally:
+            self._requests.pop(request_id, None)
+        code = ErrorCode(int(body.get("error_code", 0)))
+        if code != ErrorCode.NONE:
+            raise KafkaError(code, str(body.get("message", "")))
+        result = body.get("result", {})
+        return result if isinstance(result, dict) else {}
+
+    async def _serve_request(self, src: int, body: dict[str, Any]) -> None:
+        request_id = int(body["id"])
+        try:
+            if not self.controller.is_leader:
+                raise KafkaError(ErrorCode.NOT_CONTROLLER, "not the controller leader")
+            args = body.get("args", {})
+            result = await self.controller.handle(str(body["op"]), args if isinstance(args, dict) else {})
+            reply: dict[str, Any] = {"id": request_id, "error_code": 0, "result": result}
+        except KafkaError as e:
+            reply = {"id": request_id, "error_code": int(e.code), "message": e.message}
+        except (KeyError, TypeError, ValueError) as e:
+            reply = {"id": request_id, "error_code": int(ErrorCode.INVALID_REQUEST),
+                     "message": str(e)}
+        self.bus.send(src, encode_control(T_RESPONSE, reply))
+
+    # ---- shutdown ----------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """Stop accepting, hand leaderships off, flush, stop. Bounded by shutdown_timeout_ms."""
+        if self._server is not None:
+            self._server.close()
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout_ms / 1000 * 0.6):
+                await self._transfer_leaderships()
+        except TimeoutError:
+            log.warning("some leaderships were not handed off before the shutdown deadline")
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.manager.stop()
+        await self.bus.stop()
+        if self._server is not None:
+            self._server.close()
+
+    async def _transfer_leaderships(self) -> None:
+        while True:
+            led = [r for r in self.manager.replicas.values() if r.node.role is Role.LEADER]
+            if not led or len(self.bus.peers()) == 0:
+                return
+            for replica in led:
+                target = self._transfer_target(replica)
+                if target and not replica.node.lead_transferee:
+                    replica.node.transfer_leadership(target)
+                    self.manager.mark(replica.group_id)
+            await asyncio.sleep(self.config.tick_ms / 1000)
+
+    def _transfer_target(self, replica: Replica) -> int:
+        best, best_match = 0, -1
+        for node in sorted(replica.node.conf.voters):
+            if node == self.node_id:
+                continue
+            pr = replica.node.progress(node)
+            if pr is not None and pr.match > best_match:
+                best, best_match = node, pr.match
+        return best
+
+
+def run_broker(config: BrokerConfig) -> int:
+    """Run a broker until SIGTERM/SIGINT (graceful); a second signal forces exit."""
+    logging.basicConfig(level=os.environ.get("RAFTLOG_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+    async def main() -> int:
+        broker = Broker(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = {"count": 0}
+
+        def on_signal() -> None:
+            signals["count"] += 1
+            if signals["count"] > 1:
+                log.warning("second signal: exiting now")
+                os._exit(1)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await broker.start()
+        except OSError as e:
+            print(f"raftlog serve: cannot start: {e}", file=sys.stderr)
+            return 1
+        await stop.wait()
+        log.info("shutting down")
+        await broker.shutdown()
+        return 0
+
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(main())
