@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +21,7 @@ from broker.raft.core import RaftConfig, RaftNode
 from broker.raft.messages import Entry, Message, Ready, Role
 from broker.replica.codec import PeerMessageError, decode_message, encode_message
 from broker.replica.partition import Replica
-from broker.storage import PartitionLog
+from broker.storage import LogError, PartitionLog
 from broker.transport import PeerBus
 
 __all__ = ["ReplicaManager"]
@@ -28,6 +29,7 @@ __all__ = ["ReplicaManager"]
 log = logging.getLogger(__name__)
 
 SYNC_THREADS = 2
+HOUSEKEEPING_INTERVAL_S = 0.5
 
 
 class ReplicaManager:
@@ -51,7 +53,8 @@ class ReplicaManager:
     async def start(self) -> None:
         self._running = True
         self._tasks = [asyncio.create_task(self._cycle_loop(), name="replica-cycles"),
-                       asyncio.create_task(self._tick_loop(), name="replica-ticks")]
+                       asyncio.create_task(self._tick_loop(), name="replica-ticks"),
+                       asyncio.create_task(self._housekeeping_loop(), name="replica-housekeeping")]
 
     async def stop(self) -> None:
         self._running = False
@@ -162,25 +165,64 @@ class ReplicaManager:
             self._send(replica.group_id, ready.messages)
             if ready.must_sync or ready.committed:
                 to_sync.append(replica.log)
-        await self._sync(to_sync)
+        failed = await self._sync(to_sync)
         for replica, ready in batch:
             if replica.group_id not in self.replicas:
                 continue  # removed while syncing
+            if replica.log in failed:
+                self._fail_replica(replica)
+                continue
             self._send(replica.group_id, ready.messages_after_persist)
             replica.finish(ready)
             replica.node.advance(ready)
             if replica.node.has_ready():
                 self.mark(replica.group_id)
 
-    async def _sync(self, logs: list[PartitionLog]) -> None:
-        logs = [lg for lg in logs if lg.flush()]
-        if not logs:
-            return
+    async def _sync(self, logs: list[PartitionLog]) -> set[PartitionLog]:
+        """flush() each log on the loop thread, then fsync them all concurrently off it.
+        Returns the logs that failed (they are latched read-only by the storage layer)."""
+        failed: set[PartitionLog] = set()
+        pending: list[PartitionLog] = []
+        for lg in logs:
+            try:
+                if lg.flush():
+                    pending.append(lg)
+            except (OSError, LogError) as e:
+                log.error("log %s failed: %s", lg.directory, e)
+                failed.add(lg)
+        if not pending:
+            return failed
         loop = asyncio.get_running_loop()
-        if len(logs) == 1:
-            await loop.run_in_executor(self._pool, logs[0].fsync)
-            return
-        await asyncio.gather(*(loop.run_in_executor(self._pool, lg.fsync) for lg in logs))
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, lg.fsync) for lg in pending),
+            return_exceptions=True)
+        for lg, result in zip(pending, results):
+            if isinstance(result, BaseException):
+                log.error("fsync of %s failed: %s", lg.directory, result)
+                failed.add(lg)
+        return failed
+
+    def _fail_replica(self, replica: Replica) -> None:
+        """A storage failure: the replica stops taking part (it must not acknowledge what it
+        could not make durable). Kafka marks such a log dir offline the same way."""
+        log.error("replica of group %d (%s) is offline after a storage error",
+                  replica.group_id, replica.name)
+        self.replicas.pop(replica.group_id, None)
+        self._dirty.discard(replica.group_id)
+        replica.close_failed()
+
+    async def _housekeeping_loop(self) -> None:
+        """Interval fsyncs and commit checkpoints (PartitionLog.maybe_sync), once a second at
+        most per log; storage errors take the replica offline."""
+        while self._running:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            now_ms = int(time.time() * 1000)
+            for replica in list(self.replicas.values()):
+                try:
+                    replica.log.maybe_sync(now_ms)
+                except (OSError, LogError) as e:
+                    log.error("periodic sync of %s failed: %s", replica.name, e)
+                    self._fail_replica(replica)
 
     def _send(self, group_id: int, messages: Iterable[Message]) -> None:
         for m in messages:

@@ -48,6 +48,8 @@ class Replica:
         "_stable_index", "_on_committed", "_on_role",
     )
 
+    log: PartitionLog
+
     def __init__(
         self,
         *,
@@ -223,7 +225,17 @@ class Replica:
 
     def close(self, code: ErrorCode = ErrorCode.NOT_LEADER_OR_FOLLOWER) -> None:
         self._fail_waiters(code)
+        self.leader_ready = False
         self.log.close()
+
+    def close_failed(self) -> None:
+        """After a storage error: fail every waiter, drop buffered writes (never synced)."""
+        self._fail_waiters(ErrorCode.KAFKA_STORAGE_ERROR)
+        self.leader_ready = False
+        try:
+            self.log.close(sync=False)
+        except Exception:  # the log is already broken; closing is best effort
+            pass
 
     @property
     def name(self) -> str:

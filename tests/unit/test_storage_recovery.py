@@ -1,0 +1,283 @@
+"""Opening a damaged directory: torn tails are cut, corruption is refused, storage errors latch
+the log read-only. The damage is done to real files, with the log closed (or, for read-time
+checks, behind its back)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.raft.messages import Entry
+from broker.storage import LogConfig, LogCorruptionError, PartitionLog
+from broker.storage.format import (
+    ENTRY_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+    LogStart,
+    encode_log_start,
+    segment_file_name,
+)
+from tests.unit.test_storage_batches import Feed
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL: dict[str, Any] = dict(segment_bytes_max=2048, segment_jitter_bytes_max=0,
+                             index_interval_bytes=256)
+
+
+def open_log(path: Path, **overrides: Any) -> PartitionLog:
+    log = PartitionLog(path, LogConfig(**{**SMALL, **overrides}))
+    log.check_invariants()
+    return log
+
+
+def all_entries(log: PartitionLog) -> list[Entry]:
+    return log.entries(log.first_index(), log.last_index() + 1, 1 << 40)
+
+
+def written_log(path: Path, n: int = 30, **overrides: Any) -> list[Entry]:
+    """A synced, closed log of n DATA entries; returns them."""
+    entries = Feed().run(1, n, 1, value_bytes=50)
+    with open_log(path, **overrides) as log:
+        log.append(entries)
+    return entries
+
+
+def segment_paths(path: Path) -> list[Path]:
+    return sorted(path.glob("*.log"))
+
+
+def entry_positions(seg: Path) -> list[int]:
+    """Byte positions of the entries of a segment file (read with the documented format)."""
+    data = seg.read_bytes()
+    out, pos = [], SEGMENT_HEADER_BYTES
+    while pos < len(data):
+        out.append(pos)
+        (length,) = struct.unpack_from(">I", data, pos + 4)
+        pos += ENTRY_HEADER_BYTES + length
+    return out
+
+
+def flip(path: Path, position: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[position] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def cut(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+# ---- torn tails --------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [1, ENTRY_HEADER_BYTES - 1, ENTRY_HEADER_BYTES, 40, -1],
+                         ids=["1B", "header-1", "header", "payload", "all-but-1"])
+def test_a_torn_last_entry_is_cut(tmp_path: Path, keep: int) -> None:
+    entries = written_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    start = entry_positions(last)[-1]
+    size = os.path.getsize(last)
+    cut(last, start + keep if keep > 0 else size + keep)
+    log = open_log(tmp_path)
+    assert all_entries(log) == entries[:-1]
+    assert log.torn_bytes > 0 and os.path.getsize(last) == start
+    log.append([Feed(next_offset=29).data(30, 2)])
+    log.close()
+    with open_log(tmp_path) as log:
+        assert log.last_index() == 30 and log.term_at(30) == 2
+
+
+def test_zeros_after_the_last_entry_are_a_torn_write(tmp_path: Path) -> None:
+    entries = written_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    with open(last, "ab") as f:
+        f.write(bytes(300))
+    with open_log(tmp_path) as log:
+        assert all_entries(log) == entries
+
+
+@pytest.mark.parametrize("field_at", [0, 4, 8, 16, 24, 30, -1],
+                         ids=["crc", "length", "index", "term", "kind", "payload", "last-byte"])
+def test_a_flipped_byte_in_the_last_entry_is_a_torn_write(tmp_path: Path, field_at: int) -> None:
+    entries = written_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    start = entry_positions(last)[-1]
+    flip(last, start + field_at if field_at >= 0 else os.path.getsize(last) - 1)
+    with open_log(tmp_path) as log:
+        assert all_entries(log) == entries[:-1]
+
+
+@pytest.mark.parametrize("field_at", [0, 4, 5, 8, 16, 24, 30],
+                         ids=["crc", "length-high", "length", "index", "term", "kind", "payload"])
+def test_a_flipped_byte_before_valid_entries_is_corruption(tmp_path: Path, field_at: int) -> None:
+    written_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    victim = entry_positions(last)[-2]
+    flip(last, victim + field_at)
+    with pytest.raises(LogCorruptionError) as info:
+        PartitionLog(tmp_path, LogConfig(**SMALL))
+    assert info.value.path == str(last) and info.value.position == victim
+
+
+@pytest.mark.parametrize("which", [0, -1], ids=["first-entry", "last-entry"])
+def test_a_flipped_byte_in_a_sealed_segment_is_corruption(tmp_path: Path, which: int) -> None:
+    written_log(tmp_path)
+    sealed = segment_paths(tmp_path)[0]
+    victim = entry_positions(sealed)[which]
+    flip(sealed, victim + 30)
+    with pytest.raises(LogCorruptionError) as info:
+        PartitionLog(tmp_path, LogConfig(**SMALL))
+    assert info.value.path == str(sealed) and info.value.position == victim
+
+
+def test_a_torn_sealed_segment_is_corruption(tmp_path: Path) -> None:
+    written_log(tmp_path)
+    sealed = segment_paths(tmp_path)[0]
+    cut(sealed, os.path.getsize(sealed) - 3)
+    with pytest.raises(LogCorruptionError):
+        PartitionLog(tmp_path, LogConfig(**SMALL))
+
+
+def test_a_bad_segment_header_is_corruption(tmp_path: Path) -> None:
+    written_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    flip(last, 10)
+    with pytest.raises(LogCorruptionError) as info:
+        PartitionLog(tmp_path, LogConfig(**SMALL))
+    assert info.value.position == 0
+
+
+def test_a_missing_middle_segment_is_corruption(tmp_path: Path) -> None:
+    written_log(tmp_path)
+    paths = segment_paths(tmp_path)
+    assert len(paths) >= 3
+    paths[1].unlink()
+    with pytest.raises(LogCorruptionError):
+        PartitionLog(tmp_path, LogConfig(**SMALL))
+
+
+def test_half_created_trailing_segments_are_removed(tmp_path: Path) -> None:
+    entries = written_log(tmp_path)
+    (tmp_path / segment_file_name(31)).write_bytes(b"")
+    (tmp_path / segment_file_name(32)).write_bytes(b"RLSG")
+    (tmp_path / segment_file_name(33)).write_bytes(bytes(100))  # size on disk, bytes not
+    (tmp_path / "hard_state.tmp").write_bytes(b"half")
+    with open_log(tmp_path) as log:
+        assert all_entries(log) == entries
+    assert not (tmp_path / segment_file_name(31)).exists()
+    assert not (tmp_path / "hard_state.tmp").exists()
+
+
+def test_a_corrupt_metadata_file_is_corruption(tmp_path: Path) -> None:
+    written_log(tmp_path)
+    (tmp_path / "hard_state").write_bytes(b"RLHS" + bytes(40))
+    with pytest.raises(LogCorruptionError):
+        PartitionLog(tmp_path, LogConfig(**SMALL))
+
+
+# ---- interrupted structural changes ------------------------------------------------------------
+def test_a_log_start_ahead_of_old_segments_deletes_them(tmp_path: Path) -> None:
+    """Retention wrote the new start, then stopped before deleting the segments."""
+    entries = written_log(tmp_path)
+    paths = segment_paths(tmp_path)
+    second = int(paths[1].stem)
+    start = LogStart(start_index=second + 1, start_term=1, start_offset=second + 1)
+    (tmp_path / "log_start").write_bytes(encode_log_start(start))
+    with open_log(tmp_path) as log:
+        assert log.first_index() == second + 2 and log.log_start_offset == second + 1
+        assert all_entries(log) == entries[second + 1 :]
+    assert not paths[0].exists()
+
+
+def test_old_segments_not_continuing_a_reset_are_deleted(tmp_path: Path) -> None:
+    """A reset wrote the new start, then stopped before deleting the old segments, whose
+    entry at the start has another term: the log restarts empty."""
+    written_log(tmp_path)
+    start = LogStart(start_index=12, start_term=7, start_offset=99)
+    (tmp_path / "log_start").write_bytes(encode_log_start(start))
+    with open_log(tmp_path) as log:
+        assert (log.first_index(), log.last_index(), log.term_at(12)) == (13, 12, 7)
+        assert log.next_offset == 99
+    assert len(segment_paths(tmp_path)) == 1
+
+
+def test_old_segments_continuing_a_reset_are_kept(tmp_path: Path) -> None:
+    entries = written_log(tmp_path)
+    start = LogStart(start_index=12, start_term=1, start_offset=12)
+    (tmp_path / "log_start").write_bytes(encode_log_start(start))
+    with open_log(tmp_path) as log:
+        assert all_entries(log) == entries[12:]
+
+
+# ---- corruption found while serving ----------------------------------------------------------
+def test_corruption_found_by_a_read_raises_instead_of_serving(tmp_path: Path) -> None:
+    log = open_log(tmp_path, cache_bytes_max=1)
+    log.append(Feed().run(1, 30, 1, value_bytes=50))
+    log.sync()
+    log.append([Feed(next_offset=30).data(31, 1)])
+    log.sync()  # entries 1..31 are read from the files now
+    first = segment_paths(tmp_path)[0]
+    position = entry_positions(first)[3]
+    with open(first, "r+b") as f:  # bit rot behind the log's back
+        f.seek(position + 40)
+        f.write(b"\xff")
+    with pytest.raises(LogCorruptionError):
+        log.entries(1, 10, 1 << 20)
+    with pytest.raises(LogCorruptionError):
+        log.read(0, 100, 1 << 20)
+    assert [e.index for e in log.entries(5, 7, 1 << 20)] == [5, 6]  # the rest still reads
+    log.close()
+
+
+# ---- storage errors latch the log read-only --------------------------------------------------
+_LATCH_SCRIPT = textwrap.dedent("""
+    import os, resource, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from broker.storage import LogConfig, LogReadOnlyError, PartitionLog
+    from tests.unit.test_storage_batches import Feed
+
+    directory = sys.argv[1]
+    log = PartitionLog(directory, LogConfig(segment_bytes_max=1 << 20))
+    feed = Feed()
+    durable = feed.run(1, 10, 1, value_bytes=100)
+    log.append(durable)
+    log.sync()
+    # A real write failure: the file-size limit makes pwritev fail with EFBIG part-way.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    size = os.path.getsize(log.segments()[-1].path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 500, hard))
+    log.append(feed.run(11, 20, 1, value_bytes=100))
+    try:
+        log.sync()
+        raise SystemExit("sync did not fail")
+    except LogReadOnlyError:
+        pass
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert log.read_only and log.last_index() == 10, log.last_index()
+    assert log.entries(1, 11, 1 << 20) == durable
+    assert log.next_offset == 10 and len(log.read(0, 1000, 1 << 20)) == 10
+    for attempt in (lambda: log.append(feed.run(11, 1, 1)), log.sync, lambda: log.reset(5, 5)):
+        try:
+            attempt()
+            raise SystemExit("a write succeeded after the latch")
+        except LogReadOnlyError:
+            pass
+    log.close(sync=False)
+    log = PartitionLog(directory, LogConfig(segment_bytes_max=1 << 20))
+    log.check_invariants()
+    assert log.entries(1, 11, 1 << 20) == durable and log.torn_bytes > 0
+    print("ok", log.last_index())
+""")
+
+
+def test_a_write_error_latches_the_log_read_only(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _LATCH_SCRIPT, str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok ")
