@@ -88,6 +88,10 @@ class HardState:
     vote: int  # NO_NODE when none in `term`
     commit: int
     conf: ConfState
+    # Index of the CONFIG entry `conf` results from (0: none, or unknown); CONFIG entries at or
+    # below it are already reflected in `conf`. Above `commit` only after a LogStartRequest,
+    # whose membership is the leader's as of its own commit index.
+    conf_index: int = 0
 
 
 class Role(enum.Enum):
@@ -185,6 +189,10 @@ class LogStartRequest:
     start_index: int  # the last index deleted; the follower's log restarts at start_index + 1
     start_term: int  # term of the entry at start_index
     commit: int
+    # The leader's membership as of its commit index (>= start_index): the follower adopts it,
+    # as the CONFIG entries that built it may be among those deleted. None: keep its own.
+    conf: ConfState | None = None
+    conf_index: int = 0  # the CONFIG entry `conf` results from: later ones still apply
 
 
 Message = (

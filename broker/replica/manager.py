@@ -57,20 +57,29 @@ class ReplicaManager:
                        asyncio.create_task(self._housekeeping_loop(), name="replica-housekeeping")]
 
     async def stop(self) -> None:
+        """Let the running cycle finish (an fsync may be in flight in the pool: cancelling it
+        mid-way would let close() race the sync thread), then close every log."""
         self._running = False
         self._wake.set()
-        for t in self._tasks:
+        cycle, others = self._tasks[0], self._tasks[1:]
+        for t in others:
             t.cancel()
         for t in self._tasks:
             try:
                 await t
             except asyncio.CancelledError:
                 pass
+            except Exception:
+                log.exception("replica task failed during stop")
+        del cycle
         self._tasks = []
-        for r in self.replicas.values():
-            r.close()
-        self.replicas.clear()
         self._pool.shutdown(wait=True)
+        for r in self.replicas.values():
+            try:
+                r.close()
+            except Exception as e:  # a latched log cannot write its last hard state
+                log.error("closing %s: %s", r.name, e)
+        self.replicas.clear()
 
     # ---- groups -------------------------------------------------------------------------
     def add(self, *, group_id: int, topic: str, partition: int, log_: PartitionLog,
@@ -141,9 +150,11 @@ class ReplicaManager:
 
     # ---- the Ready cycle ----------------------------------------------------------------
     async def _cycle_loop(self) -> None:
-        while self._running:
+        while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._running:
+                return
             try:
                 await self._cycle()
             except Exception:
