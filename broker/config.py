@@ -40,7 +40,7 @@ class BrokerConfig:
     tick_ms: int = 50  # one Raft tick
     election_ticks: int = 10  # election timeout is [e, 2e) ticks
     heartbeat_ticks: int = 2
-    broker_heartbeat_ms: int = 200  # broker-pair liveness and leadership gossip
+    broker_heartbeat_ms: int = 100  # broker-pair liveness and leadership gossip
     session_timeout_ms: int = 6000  # a silent broker is fenced by the controller after this
     request_bytes_max: int = 100 << 20
     batch_bytes_max: int = 1 << 20

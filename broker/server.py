@@ -56,7 +56,8 @@ __all__ = ["Broker", "run_broker"]
 
 log = logging.getLogger("raftlog.broker")
 
-CONTROLLER_REQUESTS_MAX = 256  # unanswered requests this broker forwarded to the controller
+CONTROLLER_REQUESTS_MAX = 256
+LEADERS_FULL_S = 1.0  # a full leadership report (with ISRs) at least this often  # unanswered requests this broker forwarded to the controller
 
 
 class Broker:
@@ -76,6 +77,10 @@ class Broker:
         self.led_by: dict[int, set[int]] = {}  # node -> groups it reported leading
         self.by_partition: dict[tuple[str, int], int] = {}  # (topic, partition) -> group id
         self.peer_last_heard: dict[int, float] = {}
+        self._dead_peers: set[int] = set()
+        self._led_version = 0  # bumped when a local group gains or loses leadership
+        # A peer is presumed dead after an election timeout without a broker heartbeat.
+        self._peer_timeout_s = config.election_ticks * config.tick_ms / 1000
         self.isr_reported: dict[int, list[int]] = {}  # group -> ISR its leader last reported
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._request_ids = itertools.count(1)
@@ -92,6 +97,8 @@ class Broker:
         await self.bus.start()
         self.bus.set_peers(dict(self.config.controller_voters))
         self.manager.role_listeners.append(self._on_local_role)
+        self.manager.peer_alive = self.peer_alive
+        self.manager.leader_claim = lambda group: self.leaders.get(group, (0, 0))
         self.controller.listeners.append(self._on_metadata_changes)
         await self.manager.start()
         self._open_controller()
@@ -183,6 +190,7 @@ class Broker:
 
     # ---- leadership map ----------------------------------------------------------------------
     def _on_local_role(self, replica: Replica) -> None:
+        self._led_version += 1
         g = replica.group_id
         if replica.leader_ready:
             self.leaders[g] = (self.node_id, replica.node.term)
@@ -244,6 +252,8 @@ class Broker:
         for g in self.led_by.get(src, set()) - reported:
             if self.leaders.get(g, (0, 0))[0] == src:
                 del self.leaders[g]
+                if g in self.manager.replicas:
+                    self.manager.mark(g)  # its followers must run their election timers
         self.led_by[src] = reported
 
     # ---- peer messages -----------------------------------------------------------------------
@@ -270,25 +280,49 @@ class Broker:
             self.manager.dropped_messages += 1
             log.debug("dropped a bad control message from %d: %s", src, e)
 
+    def peer_alive(self, node: int) -> bool:
+        heard = self.peer_last_heard.get(node)
+        return heard is not None and time.monotonic() - heard < self._peer_timeout_s
+
+    def _check_peers(self) -> None:
+        """A peer broker that went silent: every group may need its election timer again."""
+        now = time.monotonic()
+        for node, heard in self.peer_last_heard.items():
+            dead = now - heard >= self._peer_timeout_s
+            if dead and node not in self._dead_peers:
+                self._dead_peers.add(node)
+                log.info("broker %d is silent; resuming elections for its groups", node)
+                self.manager.wake_all()
+            elif not dead:
+                self._dead_peers.discard(node)
+
     def _on_heartbeat(self, src: int, body: dict[str, Any]) -> None:
         self.peer_last_heard[src] = time.monotonic()
         self.controller.heard_from(src, str(body["client"]), str(body["raft"]), int(body["inc"]))
-        self._heard_leaders(src, [(int(g), int(t), [int(n) for n in isr])
-                                  for g, t, isr in body["leaders"]])
+        if "leaders" in body:
+            self._heard_leaders(src, [(int(g), int(t), [int(n) for n in isr])
+                                      for g, t, isr in body["leaders"]])
 
     async def _heartbeat_loop(self) -> None:
+        """Every broker_heartbeat_ms: tell every peer we are alive; the groups we lead go
+        along when they changed, and in full (with ISRs) every LEADERS_FULL_S."""
         interval_s = self.config.broker_heartbeat_ms / 1000
+        sent_version, full_at = -1, 0.0
         while True:
-            led = [[g, r.node.term, self._local_isr(r)]
-                   for g, r in self.manager.replicas.items() if r.leader_ready]
-            body = {"inc": self.incarnation, "client": self.config.advertised,
-                    "raft": self.config.raft_listen, "leaders": led}
+            now = time.monotonic()
+            body: dict[str, Any] = {"inc": self.incarnation, "client": self.config.advertised,
+                                    "raft": self.config.raft_listen}
+            if sent_version != self._led_version or now - full_at >= LEADERS_FULL_S:
+                body["leaders"] = [[g, r.node.term, self._local_isr(r)]
+                                   for g, r in self.manager.replicas.items() if r.leader_ready]
+                sent_version, full_at = self._led_version, now
             frames = encode_control(T_BROKER_HEARTBEAT, body)
             for peer in self.bus.peers():
                 if peer != self.node_id:
                     self.bus.send(peer, frames)
             self.controller.heard_from(self.node_id, self.config.advertised,
                                        self.config.raft_listen, self.incarnation)
+            self._check_peers()
             for record in self.controller.duties():
                 self._spawn(self._propose_quietly(record), "controller-duty")
             await asyncio.sleep(interval_s)

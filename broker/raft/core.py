@@ -185,9 +185,10 @@ class RaftNode:
         applied: int = 0,
     ) -> None:
         """Restores term/vote/commit/membership from storage.initial_state() (which must exist:
-        a new group is bootstrapped by persisting HardState(term=0, vote=0, commit=0, conf=...)).
-        Committed entries above `applied` are handed out again by ready() for replay; `applied`
-        is clamped to [log start - 1, commit]."""
+        a new group is bootstrapped by persisting HardState(term=0, vote=0, commit=0, conf=...));
+        the term is raised to the last entry's if a crash kept entries but not the hard state
+        written after them. Committed entries above `applied` are handed out again by ready()
+        for replay; `applied` is clamped to [log start - 1, commit]."""
         _validate(node_id, config)
         hard = storage.initial_state()
         if hard is None:

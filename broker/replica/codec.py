@@ -11,7 +11,8 @@ then per type:
     HEARTBEAT  commit u64
     HB_RESP    (nothing)
     TIMEOUT_NOW (nothing)
-    LOG_START  start_index u64, start_term u64, commit u64
+    LOG_START  start_index u64, start_term u64, commit u64, conf_index u64, has_conf u8,
+               voters u16, learners u16, (voters + learners) x u32
 Entry payloads travel as their own frames so large record batches are forwarded without copies.
 Malformed input raises `PeerMessageError`; the caller drops and counts it.
 """
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from broker.raft.messages import (
     AppendRequest,
     AppendResponse,
+    ConfState,
     Entry,
     EntryKind,
     Heartbeat,
@@ -52,7 +54,8 @@ _APPEND_REQ = struct.Struct(">QQQI")
 _ENTRY = struct.Struct(">QBI")
 _APPEND_RESP = struct.Struct(">BQQQ")
 _U64 = struct.Struct(">Q")
-_LOG_START = struct.Struct(">QQQ")
+_LOG_START = struct.Struct(">QQQQBHH")
+_U32 = struct.Struct(">I")
 
 T_VOTE_REQ, T_VOTE_RESP, T_APPEND_REQ, T_APPEND_RESP = 1, 2, 3, 4
 T_HEARTBEAT, T_HB_RESP, T_TIMEOUT_NOW, T_LOG_START = 5, 6, 7, 8
@@ -93,8 +96,12 @@ def encode_message(group: int, m: Message) -> list[Buffer]:
         case TimeoutNow():
             return [_COMMON.pack(VERSION, T_TIMEOUT_NOW, group, m.src, m.dst, m.term)]
         case LogStartRequest():
-            body = _LOG_START.pack(m.start_index, m.start_term, m.commit)
-            return [_COMMON.pack(VERSION, T_LOG_START, group, m.src, m.dst, m.term) + body]
+            voters = sorted(m.conf.voters) if m.conf is not None else []
+            learners = sorted(m.conf.learners) if m.conf is not None else []
+            body = _LOG_START.pack(m.start_index, m.start_term, m.commit, m.conf_index,
+                                   m.conf is not None, len(voters), len(learners))
+            ids = b"".join(_U32.pack(n) for n in voters + learners)
+            return [_COMMON.pack(VERSION, T_LOG_START, group, m.src, m.dst, m.term) + body + ids]
     raise AssertionError(f"unknown message {m!r}")
 
 
@@ -140,9 +147,17 @@ def decode_message(frames: Sequence[Buffer]) -> tuple[int, Message]:
     elif kind == T_TIMEOUT_NOW:
         m = TimeoutNow(src=src, dst=dst, term=term)
     elif kind == T_LOG_START:
-        start_index, start_term, commit = _unpack(_LOG_START, head, pos)
+        start_index, start_term, commit, conf_index, has_conf, n_v, n_l = _unpack(
+            _LOG_START, head, pos)
+        pos += _LOG_START.size
+        if len(head) != pos + _U32.size * (n_v + n_l) or (not has_conf and n_v + n_l):
+            raise PeerMessageError("log-start membership does not match its length")
+        ids = [_U32.unpack_from(head, pos + _U32.size * i)[0] for i in range(n_v + n_l)]
+        conf = ConfState(voters=frozenset(ids[:n_v]), learners=frozenset(ids[n_v:])) \
+            if has_conf else None
         m = LogStartRequest(src=src, dst=dst, term=term, start_index=start_index,
-                            start_term=start_term, commit=commit)
+                            start_term=start_term, commit=commit, conf=conf,
+                            conf_index=conf_index)
     else:
         raise PeerMessageError(f"unknown message type {kind}")
     return group, m

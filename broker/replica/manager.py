@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SYNC_THREADS = 2
 HOUSEKEEPING_INTERVAL_S = 0.5
+WRITTEN_WATCH_MS = 15_000  # > the log's commit checkpoint and fsync intervals
+QUIESCE_AFTER_TICKS = 6  # quiet this long (several heartbeats carried the final commit)
 
 
 class ReplicaManager:
@@ -43,6 +45,12 @@ class ReplicaManager:
         self.dropped_messages = 0
         self._rng = random.Random(seed if seed is not None else node_id * 7919)
         self._dirty: set[int] = set()
+        self._ticking: set[int] = set()  # groups not quiesced
+        self._written: dict[int, int] = {}  # group -> wall ms of its last write (housekeeping)
+        # Broker-level knowledge, set by the broker: is a peer broker alive, and who claims
+        # leadership of a group at which term.
+        self.peer_alive: Callable[[int], bool] = lambda node: False
+        self.leader_claim: Callable[[int], tuple[int, int]] = lambda group: (0, 0)
         self._wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="raftlog-fsync")
         self._tasks: list[asyncio.Task[None]] = []
@@ -93,6 +101,7 @@ class ReplicaManager:
                         applied=state.commit if applied is None else applied)
         replica = Replica(group_id=group_id, topic=topic, partition=partition, node=node,
                           log=log_, on_committed=on_committed, on_role=self._role_changed)
+        replica.on_work = lambda: self.mark(group_id)
         self.replicas[group_id] = replica
         self.mark(group_id)
         return replica
@@ -100,14 +109,48 @@ class ReplicaManager:
     def remove(self, group_id: int) -> Replica | None:
         replica = self.replicas.pop(group_id, None)
         self._dirty.discard(group_id)
+        self._ticking.discard(group_id)
         if replica is not None:
             replica.close()
         return replica
 
     def mark(self, group_id: int) -> None:
-        """The group may have a Ready: handle it this cycle."""
+        """The group may have a Ready: handle it this cycle; and it is active: tick it."""
         self._dirty.add(group_id)
         self._wake.set()
+        if group_id not in self._ticking:
+            self._ticking.add(group_id)
+            replica = self.replicas.get(group_id)
+            if replica is not None:
+                replica.idle_ticks = 0
+
+    def wake_all(self) -> None:
+        """Something every group may depend on changed (a peer broker died): tick them all."""
+        for group_id in self.replicas:
+            self.mark(group_id)
+
+    def _quiet(self, replica: Replica) -> bool:
+        """Whether the group needs no ticks: an idle leader whose followers hold everything
+        and whose brokers are alive, or a follower whose leader's broker is alive and still
+        claims the group in our term. Broker-level heartbeats watch liveness instead
+        (CockroachDB's quiescence), so idle groups cost nothing per tick."""
+        node = replica.node
+        if node.role is Role.LEADER:
+            last = node.last_index
+            if not replica.leader_ready or node.lead_transferee or node.commit_index != last:
+                return False
+            for peer in node.conf.voters | node.conf.learners:
+                if peer == self.node_id:
+                    continue
+                pr = node.progress(peer)
+                if pr is None or pr.match != last or not self.peer_alive(peer):
+                    return False
+            return True
+        if node.role is Role.FOLLOWER:
+            leader = node.leader_id
+            return bool(leader) and self.peer_alive(leader) and \
+                self.leader_claim(replica.group_id) == (leader, node.term)
+        return False
 
     def _role_changed(self, replica: Replica) -> None:
         for listener in self.role_listeners:
@@ -143,9 +186,19 @@ class ReplicaManager:
             next_at += interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at = max(next_at, loop.time() - interval_s)  # after a stall, don't burst
-            for group_id, replica in self.replicas.items():
+            for group_id in list(self._ticking):
+                replica = self.replicas.get(group_id)
+                if replica is None:
+                    self._ticking.discard(group_id)
+                    continue
                 replica.node.tick()
                 self._dirty.add(group_id)
+                if self._quiet(replica):
+                    replica.idle_ticks += 1
+                    if replica.idle_ticks >= QUIESCE_AFTER_TICKS:
+                        self._ticking.discard(group_id)
+                else:
+                    replica.idle_ticks = 0
             self._wake.set()
 
     # ---- the Ready cycle ----------------------------------------------------------------
@@ -171,8 +224,11 @@ class ReplicaManager:
         if not batch:
             return
         to_sync: list[PartitionLog] = []
+        now_ms = int(time.time() * 1000)
         for replica, ready in batch:
             replica.write(ready)
+            if ready.entries or ready.hard_state is not None:
+                self._written[replica.group_id] = now_ms
             self._send(replica.group_id, ready.messages)
             if ready.must_sync or ready.committed:
                 to_sync.append(replica.log)
@@ -228,7 +284,11 @@ class ReplicaManager:
         while self._running:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             now_ms = int(time.time() * 1000)
-            for replica in list(self.replicas.values()):
+            for group_id, written_ms in list(self._written.items()):
+                replica = self.replicas.get(group_id)
+                if replica is None or now_ms - written_ms > WRITTEN_WATCH_MS:
+                    del self._written[group_id]  # its checkpoint and interval sync are done
+                    continue
                 try:
                     replica.log.maybe_sync(now_ms)
                 except (OSError, LogError) as e:

@@ -23,6 +23,10 @@ from broker.wire.records import BatchHeader, read_batch_header, stamp_batch
 
 __all__ = ["Replica", "AppendResult"]
 
+
+def _nothing() -> None:
+    return None
+
 log = logging.getLogger(__name__)
 
 WAITERS_MAX = 10_000  # outstanding produce acknowledgements per partition; beyond: refused
@@ -45,7 +49,7 @@ class Replica:
     __slots__ = (
         "group_id", "topic", "partition", "node", "log", "high_watermark", "leader_ready",
         "producers", "_next_offset", "_commit_waiters", "_append_waiters", "_hw_event",
-        "_stable_index", "_on_committed", "_on_role",
+        "_stable_index", "_on_committed", "_on_role", "on_work", "idle_ticks",
     )
 
     log: PartitionLog
@@ -76,6 +80,8 @@ class Replica:
         self._stable_index = log.last_index()
         self._on_committed = on_committed
         self._on_role = on_role
+        self.on_work: Callable[[], None] = _nothing  # the manager: "this group has a Ready"
+        self.idle_ticks = 0  # consecutive ticks this group could have been quiet
         self._rebuild_producers()
 
     # ---- produce ------------------------------------------------------------------------
@@ -104,6 +110,7 @@ class Replica:
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS,
                              f"{self.name}: the leader cannot accept more uncommitted data now")
         self._next_offset = base_offset + header.last_offset_delta + 1
+        self.on_work()
         if idempotent:
             self.producers.append_pending(header.producer_id, BatchSequence(
                 epoch=header.producer_epoch, first_seq=header.base_sequence,

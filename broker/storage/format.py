@@ -169,11 +169,15 @@ def decode_log_start(buf: bytes) -> LogStart:
     return LogStart(start_index=index, start_term=term, start_offset=offset)
 
 
+_CONF_INDEX = struct.Struct(">Q")
+
+
 def encode_hard_state(hs: HardState) -> bytes:
     voters, learners = sorted(hs.conf.voters), sorted(hs.conf.learners)
     parts = [_HARD_STATE_FIXED.pack(_HARD_STATE_MAGIC, _VERSION, hs.term, hs.vote, hs.commit,
                                     len(voters), len(learners))]
     parts.extend(_ID.pack(n) for n in voters + learners)
+    parts.append(_CONF_INDEX.pack(hs.conf_index))
     return _with_crc(b"".join(parts))
 
 
@@ -184,12 +188,14 @@ def decode_hard_state(buf: bytes) -> HardState:
     magic, version, term, vote, commit, n_voters, n_learners = _HARD_STATE_FIXED.unpack_from(body)
     if magic != _HARD_STATE_MAGIC or version != _VERSION:
         raise FormatError(f"hard_state: magic {magic!r} version {version} not ours")
-    if n_voters + n_learners > _IDS_MAX or (
-        len(body) != _HARD_STATE_FIXED.size + _ID.size * (n_voters + n_learners)
-    ):
+    ids_end = _HARD_STATE_FIXED.size + _ID.size * (n_voters + n_learners)
+    if n_voters + n_learners > _IDS_MAX or len(body) not in (ids_end, ids_end + _CONF_INDEX.size):
         raise FormatError(f"hard_state: {n_voters} voters and {n_learners} learners "
                           f"do not fit its {len(buf)} bytes")
     ids = [_ID.unpack_from(body, _HARD_STATE_FIXED.size + _ID.size * i)[0]
            for i in range(n_voters + n_learners)]
     conf = ConfState(voters=frozenset(ids[:n_voters]), learners=frozenset(ids[n_voters:]))
-    return HardState(term=term, vote=vote, commit=commit, conf=conf)
+    # conf_index (the CONFIG entry the membership comes from) trails the ids; files written
+    # before it existed end at the ids and read as 0.
+    conf_index = _CONF_INDEX.unpack_from(body, ids_end)[0] if len(body) > ids_end else 0
+    return HardState(term=term, vote=vote, commit=commit, conf=conf, conf_index=conf_index)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from broker.raft.messages import (
-    AppendRequest, AppendResponse, Entry, EntryKind, Heartbeat, HeartbeatResponse,
+    AppendRequest, AppendResponse, ConfState, Entry, EntryKind, Heartbeat, HeartbeatResponse,
     LogStartRequest, TimeoutNow, VoteRequest, VoteResponse,
 )
 from broker.replica.codec import PeerMessageError, decode_message, encode_message
@@ -32,6 +32,9 @@ MESSAGES = [
     HeartbeatResponse(src=2, dst=1, term=3),
     TimeoutNow(src=1, dst=2, term=3),
     LogStartRequest(src=1, dst=2, term=3, start_index=50, start_term=2, commit=60),
+    LogStartRequest(src=1, dst=2, term=3, start_index=50, start_term=2, commit=60,
+                    conf=ConfState(voters=frozenset({1, 2, 3}), learners=frozenset({4})),
+                    conf_index=41),
 ]
 
 

@@ -14,15 +14,19 @@ from broker.raft.core import (
     RaftNode,
     StorageStateError,
 )
+from broker.raft.confchange import encode_conf_change
 from broker.raft.messages import (
     AppendRequest,
     AppendResponse,
+    ConfChange,
+    ConfChangeKind,
     ConfState,
     Entry,
     EntryKind,
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    LogStartRequest,
     Message,
     Ready,
     Role,
@@ -352,3 +356,53 @@ def test_commit_rule_is_overridable() -> None:
         node, st = make_leader((1, 2, 3), terms=[1, 2], term=2, node_class=cls)
         step(node, AppendResponse(src=2, dst=1, term=3, success=True, index=2))
         assert node.commit_index == expected, cls
+
+
+def test_restart_with_entries_ahead_of_the_hard_state_term() -> None:
+    """A crash after a Ready's entries reached the disk and before its hard state did: the
+    node resumes in the term of its last entry, with no vote."""
+    st = MemoryStorage()
+    st.append([Entry(index=1, term=2, kind=EntryKind.DATA, data=b"a")])
+    st.set_hard_state(HardState(term=0, vote=0, commit=0, conf=conf(1)))
+    node = RaftNode(node_id=1, storage=st, rng=random.Random(1), config=CONFIG)
+    node.check_invariants()
+    assert node.term == 2 and node.vote == 0
+    node.campaign()
+    rd = execute(node, st)
+    assert rd.must_sync and rd.hard_state is not None and rd.hard_state.term == 3
+    execute(node, st)
+    assert node.role is Role.LEADER and node.term == 3
+    assert st.term_at(2) == 3  # its EMPTY entry follows the term-2 entry: terms never decrease
+
+
+def config_entry(index: int, change: ConfChange, result: ConfState) -> Entry:
+    return Entry(index=index, term=1, kind=EntryKind.CONFIG, data=encode_conf_change(change, result))
+
+
+def test_membership_adopted_from_log_start_never_goes_back() -> None:
+    """After a LogStartRequest the follower holds the leader's membership as of the leader's
+    commit index; the CONFIG entries that built it, arriving later, must not roll it back,
+    not even across a restart."""
+    node, st = make(4, (1, 2, 3))
+    full = ConfState(voters=frozenset({1, 2, 3, 4}))
+    step(node, LogStartRequest(src=1, dst=4, term=1, start_index=5, start_term=1, commit=10, conf=full, conf_index=9))
+    rd = execute(node, st)
+    assert rd.log_reset == (5, 1) and node.conf == full
+    assert rd.hard_state is not None and rd.hard_state.conf_index == 9
+    add = config_entry(7, ConfChange(kind=ConfChangeKind.ADD_LEARNER, node=4), ConfState(voters=frozenset({1, 2, 3}), learners=frozenset({4})))
+    data = [Entry(index=6, term=1, kind=EntryKind.DATA, data=b"d"), add]
+    step(node, AppendRequest(src=1, dst=4, term=1, prev_index=5, prev_term=1, entries=tuple(data), commit=10))
+    execute(node, st)
+    assert node.commit_index == 7 and node.conf == full
+    # Restart before the rest arrives: the durable conf_index keeps the entries skipped.
+    node = RaftNode(node_id=4, storage=st, rng=random.Random(4), config=CONFIG)
+    promote = config_entry(9, ConfChange(kind=ConfChangeKind.PROMOTE, node=4), full)
+    rest = [Entry(index=8, term=1, kind=EntryKind.DATA, data=b"d"), promote, Entry(index=10, term=1, kind=EntryKind.DATA, data=b"d")]
+    step(node, AppendRequest(src=1, dst=4, term=1, prev_index=7, prev_term=1, entries=tuple(rest), commit=8))
+    assert node.conf == full
+    # A change after the adopted one applies as usual.
+    removed = ConfState(voters=frozenset({2, 3, 4}))
+    later = config_entry(11, ConfChange(kind=ConfChangeKind.REMOVE, node=1), removed)
+    step(node, AppendRequest(src=1, dst=4, term=1, prev_index=10, prev_term=1, entries=(later,), commit=11))
+    assert node.conf == removed
+    assert execute(node, st).hard_state.conf_index == 11  # type: ignore[union-attr]

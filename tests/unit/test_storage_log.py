@@ -603,3 +603,14 @@ def test_segment_roll_jitter_is_deterministic_and_bounded() -> None:
 def test_config_rejects_out_of_range_values(bad: dict[str, Any]) -> None:
     with pytest.raises(LogConfigError):
         LogConfig(**bad)
+
+
+def test_hard_state_keeps_conf_index_and_reads_older_files() -> None:
+    from broker.raft.messages import ConfState, HardState
+    from broker.storage.format import decode_hard_state, encode_hard_state
+
+    hs = HardState(term=4, vote=2, commit=9, conf=ConfState(voters=frozenset({1, 2, 3}),
+                   learners=frozenset({5})), conf_index=7)
+    assert decode_hard_state(encode_hard_state(hs)) == hs
+    older = HardState(term=4, vote=2, commit=9, conf=hs.conf)  # conf_index defaults to 0
+    assert decode_hard_state(encode_hard_state(older)) == older
