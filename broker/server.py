@@ -33,6 +33,7 @@ from broker.controller.metadata import (
     PartitionInfo,
     PartitionRemoved,
 )
+from broker.controller.placement import leader_balance_moves
 from broker.controller.service import ControllerService
 from broker.raft.core import RaftConfig
 from broker.raft.messages import ConfState, HardState, Role
@@ -57,7 +58,9 @@ __all__ = ["Broker", "run_broker"]
 log = logging.getLogger("raftlog.broker")
 
 CONTROLLER_REQUESTS_MAX = 256
-LEADERS_FULL_S = 1.0  # a full leadership report (with ISRs) at least this often  # unanswered requests this broker forwarded to the controller
+LEADERS_FULL_S = 1.0
+LEADER_BALANCE_INTERVAL_S = 2.0  # how often the controller leader rebalances leadership
+LEADER_MOVES_MAX = 64  # transfers started per round (each is one TimeoutNow)
 
 
 class Broker:
@@ -135,8 +138,9 @@ class Broker:
         plog = PartitionLog(directory, self._log_config())
         fresh = plog.initial_state() is None
         if fresh:
+            # Not synced here: until the first election persists a term, losing this bootstrap
+            # state in a crash only means bootstrapping again from the same metadata.
             plog.set_hard_state(HardState(term=0, vote=0, commit=0, conf=ConfState(voters=voters)))
-            plog.sync()
         return plog, fresh
 
     def _open_controller(self) -> None:
@@ -308,6 +312,7 @@ class Broker:
         along when they changed, and in full (with ISRs) every LEADERS_FULL_S."""
         interval_s = self.config.broker_heartbeat_ms / 1000
         sent_version, full_at = -1, 0.0
+        balanced_at = time.monotonic()
         while True:
             now = time.monotonic()
             body: dict[str, Any] = {"inc": self.incarnation, "client": self.config.advertised,
@@ -325,7 +330,33 @@ class Broker:
             self._check_peers()
             for record in self.controller.duties():
                 self._spawn(self._propose_quietly(record), "controller-duty")
+            if now - balanced_at >= LEADER_BALANCE_INTERVAL_S:
+                balanced_at = now
+                self._balance_leaders()
             await asyncio.sleep(interval_s)
+
+    def _balance_leaders(self) -> None:
+        """On the controller leader: move leaderships back toward preferred leaders."""
+        if not self.controller.is_leader:
+            return
+        alive = [n for n in self.controller.state.live_brokers()
+                 if n == self.node_id or self.peer_alive(n)]
+        current = {g: leader for g, (leader, _t) in self.leaders.items() if g != CONTROLLER_GROUP_ID}
+        for group_id, target in leader_balance_moves(self.controller.state, current, alive,
+                                                     moves_max=LEADER_MOVES_MAX):
+            leader = current[group_id]
+            if leader == self.node_id:
+                self._transfer_local(group_id, target)
+            else:
+                request = {"id": 0, "op": "transfer_leader", "args": {"group": group_id,
+                                                                      "target": target}}
+                self.bus.send(leader, encode_control(T_REQUEST, request))
+
+    def _transfer_local(self, group_id: int, target: int) -> None:
+        replica = self.manager.replicas.get(group_id)
+        if replica is not None and replica.leader_ready and not replica.node.lead_transferee:
+            replica.node.transfer_leadership(target)
+            self.manager.mark(group_id)
 
     async def _propose_quietly(self, record: Any) -> None:
         try:
@@ -374,6 +405,10 @@ class Broker:
 
     async def _serve_request(self, src: int, body: dict[str, Any]) -> None:
         request_id = int(body["id"])
+        if body.get("op") == "transfer_leader":  # from the controller leader; no answer
+            args = body.get("args", {})
+            self._transfer_local(int(args["group"]), int(args["target"]))
+            return
         try:
             if not self.controller.is_leader:
                 raise KafkaError(ErrorCode.NOT_CONTROLLER, "not the controller leader")

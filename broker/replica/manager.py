@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from broker.raft.core import RaftConfig, RaftNode
-from broker.raft.messages import Entry, Message, Ready, Role
+from broker.raft.messages import Entry, Heartbeat, HeartbeatResponse, Message, Ready, Role
 from broker.replica.codec import PeerMessageError, decode_message, encode_message
 from broker.replica.partition import Replica
 from broker.storage import LogError, PartitionLog
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SYNC_THREADS = 2
 HOUSEKEEPING_INTERVAL_S = 0.5
+STATS_LOG_ROUNDS = 20  # log replica stats every 10 s
 WRITTEN_WATCH_MS = 15_000  # > the log's commit checkpoint and fsync intervals
 QUIESCE_AFTER_TICKS = 6  # quiet this long (several heartbeats carried the final commit)
 
@@ -114,11 +115,13 @@ class ReplicaManager:
             replica.close()
         return replica
 
-    def mark(self, group_id: int) -> None:
-        """The group may have a Ready: handle it this cycle; and it is active: tick it."""
+    def mark(self, group_id: int, *, active: bool = True) -> None:
+        """The group may have a Ready: handle it this cycle; if `active`, tick it again.
+        Heartbeats are not activity: a quiescing leader's last heartbeats (and their answers)
+        must not wake the group they are putting to sleep."""
         self._dirty.add(group_id)
         self._wake.set()
-        if group_id not in self._ticking:
+        if active and group_id not in self._ticking:
             self._ticking.add(group_id)
             replica = self.replicas.get(group_id)
             if replica is not None:
@@ -169,7 +172,7 @@ class ReplicaManager:
             self.dropped_messages += 1
             return
         replica.node.step(msg)
-        self.mark(group)
+        self.mark(group, active=not isinstance(msg, (Heartbeat, HeartbeatResponse)))
 
     def on_peer_unreachable(self, node: int) -> None:
         for group_id, replica in self.replicas.items():
@@ -278,11 +281,23 @@ class ReplicaManager:
         self._dirty.discard(replica.group_id)
         replica.close_failed()
 
+    def stats(self) -> dict[str, int]:
+        roles = {"leaders": 0, "followers": 0, "others": 0}
+        for r in self.replicas.values():
+            key = {Role.LEADER: "leaders", Role.FOLLOWER: "followers"}.get(r.node.role, "others")
+            roles[key] += 1
+        return {"groups": len(self.replicas), "ticking": len(self._ticking),
+                "dropped_messages": self.dropped_messages, **roles}
+
     async def _housekeeping_loop(self) -> None:
         """Interval fsyncs and commit checkpoints (PartitionLog.maybe_sync), once a second at
         most per log; storage errors take the replica offline."""
+        rounds = 0
         while self._running:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            rounds += 1
+            if rounds % STATS_LOG_ROUNDS == 0:
+                log.info("replicas: %s", self.stats())
             now_ms = int(time.time() * 1000)
             for group_id, written_ms in list(self._written.items()):
                 replica = self.replicas.get(group_id)
