@@ -92,6 +92,12 @@ class Broker:
         self._stopping = asyncio.Event()
         self.api: Any = None
 
+    @property
+    def raft_address(self) -> str:
+        """Where peers reach our bus: our controller-voter entry when we are a voter (the
+        bind address, e.g. 0.0.0.0:9093 in a container, is not reachable from elsewhere)."""
+        return self.config.controller_voters.get(self.node_id, self.config.raft_listen)
+
     # ---- startup ----------------------------------------------------------------------------
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -316,7 +322,7 @@ class Broker:
         while True:
             now = time.monotonic()
             body: dict[str, Any] = {"inc": self.incarnation, "client": self.config.advertised,
-                                    "raft": self.config.raft_listen}
+                                    "raft": self.raft_address}
             if sent_version != self._led_version or now - full_at >= LEADERS_FULL_S:
                 body["leaders"] = [[g, r.node.term, self._local_isr(r)]
                                    for g, r in self.manager.replicas.items() if r.leader_ready]
@@ -326,7 +332,7 @@ class Broker:
                 if peer != self.node_id:
                     self.bus.send(peer, frames)
             self.controller.heard_from(self.node_id, self.config.advertised,
-                                       self.config.raft_listen, self.incarnation)
+                                       self.raft_address, self.incarnation)
             self._check_peers()
             for record in self.controller.duties():
                 self._spawn(self._propose_quietly(record), "controller-duty")
