@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from broker import cli_client
 from broker.version import __version__
 
 __all__ = ["main", "build_parser"]
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--partitions", type=int, required=True)
             t.add_argument("--replication-factor", type=int, required=True)
             t.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
-        t.set_defaults(handler=_not_available(f"topic {name}"))
+        cli_client.configure_topic_command(t, name)
 
     produce = sub.add_parser("produce", help="write one record per line of stdin")
     _add_bootstrap(produce)
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = csub.add_parser("status", help="brokers, controller, leadership, under-replication")
     _add_bootstrap(status)
     status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=_not_available("cluster status"))
+    cli_client.configure_cluster_status(status)
     return parser
 
 

@@ -61,6 +61,7 @@ class KafkaApi:
             ApiKey.DELETE_TOPICS: self.delete_topics,
             ApiKey.DESCRIBE_CONFIGS: self.describe_configs,
             ApiKey.INIT_PRODUCER_ID: self.init_producer_id,
+            ApiKey.RAFTLOG_DESCRIBE_CLUSTER: self.describe_cluster,
         }
         self._producer_ids: tuple[int, int] = (0, 0)  # [next, end) of this broker's block
         self._producer_id_lock = asyncio.Lock()
@@ -375,6 +376,28 @@ class KafkaApi:
             return {**base, "error_code": 0, "configs": []}
         return {**base, "error_code": ErrorCode.INVALID_REQUEST,
                 "error_message": f"resource type {r.resource_type} is not supported"}
+
+    async def describe_cluster(self, header: RequestHeader, body: Any) -> Any:
+        """raftlog's private API 10000: every registered broker (dead ones too), the controller
+        leader, and every partition's leader, replicas and ISR as this broker knows them."""
+        b = self.broker
+        state = b.controller.state
+        brokers = []
+        for info in sorted(state.brokers.values(), key=lambda i: i.node_id):
+            host, _, port = info.client_address.rpartition(":")
+            alive = info.alive and (info.node_id == b.node_id or b.peer_alive(info.node_id))
+            brokers.append({"node_id": info.node_id, "host": host, "port": int(port),
+                            "alive": alive})
+        partitions = []
+        for topic in sorted(state.topics.values(), key=lambda t: t.name):
+            for p in topic.partitions:
+                leader, _epoch, isr = b.partition_leadership(p.group_id, p.replicas)
+                partitions.append({"topic": topic.name, "partition": p.partition,
+                                   "leader": leader or -1, "replicas": list(p.replicas),
+                                   "isr": isr})
+        return {"throttle_time_ms": 0, "error_code": 0,
+                "controller_id": b.controller.leader_id or -1, "brokers": brokers,
+                "partitions": partitions}
 
     async def init_producer_id(self, header: RequestHeader, body: Any) -> Any:
         if body.transactional_id is not None:

@@ -3,7 +3,8 @@
     api_keys.py   ApiKey (Kafka's names), the range for raftlog's own APIs
     versions.py   SUPPORTED_VERSIONS (what ApiVersions advertises), header-version rules
     schema.py     how schemas are declared: dataclass fields carrying Kafka's JSON attributes
-    messages/     the schemas: one dataclass per message and nested struct
+    messages/     the schemas: one dataclass per message and nested struct; raftlog's
+                  private APIs (keys from 10000) are documented in messages/raftlog.py
     primitives.py Kafka's primitive types, bounds-checked
     codegen.py    compiles a schema, once per version, into a reader and a writer
     apis.py       the registry: API key -> schemas, compiled codecs per served version

@@ -36,3 +36,5 @@ class ApiKey(enum.IntEnum):
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
+    # raftlog's own (broker.wire.kafka.messages.raftlog documents each one)
+    RAFTLOG_DESCRIBE_CLUSTER = 10000

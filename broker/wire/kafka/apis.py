@@ -26,6 +26,7 @@ from broker.wire.kafka.messages import (
     offsets,
     produce,
     producer_id,
+    raftlog,
     sasl,
 )
 from broker.wire.kafka.versions import SUPPORTED_VERSIONS, is_flexible
@@ -82,6 +83,7 @@ API_SPECS: tuple[ApiSpec, ...] = (
     _spec(admin.DescribeConfigsRequest, admin.DescribeConfigsResponse),
     _spec(sasl.SaslHandshakeRequest, sasl.SaslHandshakeResponse),
     _spec(sasl.SaslAuthenticateRequest, sasl.SaslAuthenticateResponse),
+    _spec(raftlog.RaftlogDescribeClusterRequest, raftlog.RaftlogDescribeClusterResponse),
 )
 
 

@@ -34,7 +34,8 @@ __all__ = [
 
 K = ApiKey
 
-# api key -> (min, max) we serve: the "serve" column of KAFKA_PROTOCOL.md.
+# api key -> (min, max) we serve: the "serve" column of KAFKA_PROTOCOL.md, then raftlog's
+# private APIs (broker.wire.kafka.messages.raftlog).
 SUPPORTED_VERSIONS: Mapping[ApiKey, tuple[int, int]] = MappingProxyType({
     K.API_VERSIONS: (0, 3),
     K.METADATA: (0, 8),
@@ -56,6 +57,7 @@ SUPPORTED_VERSIONS: Mapping[ApiKey, tuple[int, int]] = MappingProxyType({
     K.DESCRIBE_CONFIGS: (0, 3),
     K.SASL_HANDSHAKE: (0, 1),
     K.SASL_AUTHENTICATE: (0, 1),
+    K.RAFTLOG_DESCRIBE_CLUSTER: (0, 0),
 })
 
 # Kafka's first flexible version per API (None: no flexible version exists).
@@ -80,6 +82,7 @@ FIRST_FLEXIBLE_VERSIONS: Mapping[ApiKey, int | None] = MappingProxyType({
     K.DESCRIBE_CONFIGS: 4,
     K.SASL_HANDSHAKE: None,
     K.SASL_AUTHENTICATE: 2,
+    K.RAFTLOG_DESCRIBE_CLUSTER: None,
 })
 
 # Advertised from v0 but refused by the broker below these versions: they carry the old

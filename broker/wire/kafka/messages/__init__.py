@@ -1,6 +1,7 @@
 """Schemas of the Kafka APIs we serve: one frozen dataclass per message and nested struct,
 fields taken from Kafka's JSON message definitions (clients/src/main/resources/common/message/).
-Class names are Kafka's struct names; field names are Kafka's in snake_case. Every class is
+Class names are Kafka's struct names; field names are Kafka's in snake_case. raftlog's private
+APIs (keys from 10000) are in `raftlog.py`, which documents each one. Every class is
 importable from here: `from broker.wire.kafka.messages import ProduceResponse`."""
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ from broker.wire.kafka.messages.sasl import (
     SaslAuthenticateRequest,
     SaslAuthenticateResponse,
 )
+from broker.wire.kafka.messages.raftlog import (
+    RaftlogDescribeClusterRequest,
+    RaftlogDescribeClusterResponse,
+    RaftlogDescribeClusterBroker,
+    RaftlogDescribeClusterPartition,
+)
 
 __all__ = [
     "ApiVersionsRequest",
@@ -201,4 +208,8 @@ __all__ = [
     "SaslHandshakeResponse",
     "SaslAuthenticateRequest",
     "SaslAuthenticateResponse",
+    "RaftlogDescribeClusterRequest",
+    "RaftlogDescribeClusterResponse",
+    "RaftlogDescribeClusterBroker",
+    "RaftlogDescribeClusterPartition",
 ]
