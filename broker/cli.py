@@ -55,6 +55,16 @@ def _serve(args: argparse.Namespace) -> int:
     return run_broker(config)
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from broker.dev import run_dev
+
+    if not 1 <= args.brokers <= 9:
+        print("raftlog dev: --brokers must be between 1 and 9", file=sys.stderr)
+        return EXIT_USAGE
+    return run_dev(brokers=args.brokers, data_dir=args.data_dir, base_port=args.base_port,
+                   demo=args.demo)
+
+
 def _add_bootstrap(p: argparse.ArgumentParser) -> None:
     import os
 
@@ -89,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run a local cluster of N brokers until Ctrl-C")
     dev.add_argument("--brokers", type=int, default=3)
     dev.add_argument("--data-dir")
-    dev.add_argument("--base-port", type=int, default=9092)
-    dev.set_defaults(handler=_not_available("dev"))
+    dev.add_argument("--base-port", type=int, default=9092,
+                     help="client ports from here; peer ports from here + 100")
+    dev.add_argument("--demo", action="store_true",
+                     help="run a short produce/consume demo, then stop the cluster")
+    dev.set_defaults(handler=_dev)
 
     topic = sub.add_parser("topic", help="create, list, describe and delete topics")
     tsub = topic.add_subparsers(dest="topic_command", metavar="ACTION", parser_class=_Parser)
