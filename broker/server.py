@@ -302,6 +302,9 @@ class Broker:
             if dead and node not in self._dead_peers:
                 self._dead_peers.add(node)
                 log.info("broker %d is silent; resuming elections for its groups", node)
+                for replica in self.manager.replicas.values():
+                    if replica.node.leader_id == node:
+                        replica.node.forget_leader()
                 self.manager.wake_all()
             elif not dead:
                 self._dead_peers.discard(node)

@@ -395,6 +395,17 @@ class RaftNode:
         node that is not a voter."""
         self._hup(transfer=False)
 
+    def forget_leader(self) -> None:
+        """The driver knows the leader's process is gone (its broker stopped heartbeating):
+        stop honouring its lease, so vote requests are no longer refused because of it, and
+        count the election timeout as already elapsed but for the randomized part, so
+        followers elect quickly without all campaigning at once (etcd's MsgForgetLeader,
+        plus the skip). Ignored unless this node is a follower."""
+        if self._role is not _FOLLOWER or self._leader == NO_NODE:
+            return
+        self._leader = NO_NODE
+        self._election_elapsed = max(self._election_elapsed, self._cfg.election_ticks)
+
     def report_unreachable(self, node: int) -> None:
         """The transport could not deliver to `node`: an append may be lost, so stop
         streaming and probe it again."""

@@ -406,3 +406,32 @@ def test_membership_adopted_from_log_start_never_goes_back() -> None:
     step(node, AppendRequest(src=1, dst=4, term=1, prev_index=10, prev_term=1, entries=(later,), commit=11))
     assert node.conf == removed
     assert execute(node, st).hard_state.conf_index == 11  # type: ignore[union-attr]
+
+
+def test_forget_leader_ends_the_lease_and_shortens_the_election_wait() -> None:
+    node, st = make(2)
+    step(node, Heartbeat(src=1, dst=2, term=1, commit=0))
+    execute(node, st)
+    assert node.leader_id == 1
+    node.forget_leader()
+    node.check_invariants()
+    assert node.leader_id == 0 and node.role is Role.FOLLOWER
+    # No longer in the dead leader's lease: a pre-vote from another follower is answered.
+    step(node, VoteRequest(src=3, dst=2, term=2, last_index=0, last_term=0, pre_vote=True))
+    rd = execute(node, st)
+    assert rd.messages_after_persist == (
+        VoteResponse(src=2, dst=3, term=2, granted=True, pre_vote=True),)
+    # The election starts within the randomized part of the timeout, not a whole timeout.
+    ticks = 0
+    while node.role is Role.FOLLOWER:
+        node.tick()
+        node.check_invariants()
+        ticks += 1
+        assert ticks <= CONFIG.election_ticks, "forget_leader did not shorten the wait"
+    assert node.role is Role.PRE_CANDIDATE
+
+
+def test_forget_leader_is_ignored_by_a_leader() -> None:
+    node, st = make_leader()
+    node.forget_leader()
+    assert node.role is Role.LEADER and node.leader_id == 1
