@@ -27,6 +27,11 @@ __all__ = ["Replica", "AppendResult"]
 def _nothing() -> None:
     return None
 
+
+def _sequence(h: BatchHeader, base_offset: int) -> BatchSequence:
+    return BatchSequence(epoch=h.producer_epoch, first_seq=h.base_sequence,
+                         last_seq=h.base_sequence + h.last_offset_delta, base_offset=base_offset)
+
 log = logging.getLogger(__name__)
 
 WAITERS_MAX = 10_000  # outstanding produce acknowledgements per partition; beyond: refused
@@ -112,9 +117,7 @@ class Replica:
         self._next_offset = base_offset + header.last_offset_delta + 1
         self.on_work()
         if idempotent:
-            self.producers.append_pending(header.producer_id, BatchSequence(
-                epoch=header.producer_epoch, first_seq=header.base_sequence,
-                last_seq=header.base_sequence + header.last_offset_delta, base_offset=base_offset))
+            self.producers.append_pending(header.producer_id, _sequence(header, base_offset))
         if acks == 0:
             return AppendResult(base_offset)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
@@ -174,9 +177,7 @@ class Replica:
             h = read_batch_header(entry.data)
             self._set_high_watermark(h.last_offset + 1)
             if h.producer_id >= 0 and h.base_sequence >= 0:
-                self.producers.commit(h.producer_id, BatchSequence(
-                    epoch=h.producer_epoch, first_seq=h.base_sequence,
-                    last_seq=h.base_sequence + h.last_offset_delta, base_offset=h.base_offset))
+                self.producers.commit(h.producer_id, _sequence(h, h.base_offset))
         if self._on_committed is not None:
             self._on_committed(self, entry)
 
@@ -226,9 +227,7 @@ class Replica:
         """Idempotence state from the committed log (batches carry producer id/epoch/seq)."""
         for h in self.log.batch_headers(self.log.log_start_offset, self.high_watermark):
             if h.producer_id >= 0 and h.base_sequence >= 0:
-                self.producers.commit(h.producer_id, BatchSequence(
-                    epoch=h.producer_epoch, first_seq=h.base_sequence,
-                    last_seq=h.base_sequence + h.last_offset_delta, base_offset=h.base_offset))
+                self.producers.commit(h.producer_id, _sequence(h, h.base_offset))
 
     def close(self, code: ErrorCode = ErrorCode.NOT_LEADER_OR_FOLLOWER) -> None:
         self._fail_waiters(code)
