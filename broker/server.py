@@ -35,8 +35,17 @@ from broker.controller.metadata import (
 )
 from broker.controller.placement import leader_balance_moves
 from broker.controller.service import ControllerService
+from broker.groups import GroupCoordinator
 from broker.raft.core import RaftConfig
-from broker.raft.messages import ConfState, HardState, Role
+from broker.raft.confchange import ConfChangeError
+from broker.raft.messages import (
+    ConfChange,
+    ConfChangeKind,
+    ConfState,
+    HardState,
+    ProposeResult,
+    Role,
+)
 from broker.replica.codec import (
     CONTROL_TYPES,
     T_BROKER_HEARTBEAT,
@@ -69,7 +78,8 @@ class Broker:
         self.node_id = config.node_id
         self.incarnation = time.time_ns() // 1000  # distinguishes restarts of this node id
         self.data_dir = Path(config.data_dir)
-        self.bus = PeerBus(TransportConfig(node_id=config.node_id, listen=config.raft_listen))
+        self.bus = PeerBus(TransportConfig(node_id=config.node_id, listen=config.raft_listen,
+                                           accept_unknown_senders=True))
         raft = RaftConfig(election_ticks=config.election_ticks,
                           heartbeat_ticks=config.heartbeat_ticks)
         self.manager = ReplicaManager(node_id=config.node_id, bus=self.bus, raft_config=raft,
@@ -91,6 +101,7 @@ class Broker:
         self._server: asyncio.AbstractServer | None = None
         self._stopping = asyncio.Event()
         self.api: Any = None
+        self.groups = GroupCoordinator(self)  # consumer groups whose offsets partition we lead
 
     @property
     def raft_address(self) -> str:
@@ -106,6 +117,7 @@ class Broker:
         await self.bus.start()
         self.bus.set_peers(dict(self.config.controller_voters))
         self.manager.role_listeners.append(self._on_local_role)
+        self.manager.role_listeners.append(self.groups.on_role)
         self.manager.peer_alive = self.peer_alive
         self.manager.leader_claim = lambda group: self.leaders.get(group, (0, 0))
         self.controller.listeners.append(self._on_metadata_changes)
@@ -125,6 +137,7 @@ class Broker:
                                     stats=stats),
             host, int(port), reuse_address=True)
         self._spawn(self._heartbeat_loop(), "broker-heartbeats")
+        self.groups.start()
         log.info("broker %d serving Kafka on %s, peers on %s", self.node_id,
                  self.config.listen, self.config.raft_listen)
 
@@ -269,6 +282,9 @@ class Broker:
     # ---- peer messages -----------------------------------------------------------------------
     def _on_peer_message(self, src: int, frames: list[bytes | memoryview]) -> None:
         kind = message_type(frames)
+        if kind != T_BROKER_HEARTBEAT and src not in self.bus.peers():
+            self.manager.dropped_messages += 1  # strangers may only announce themselves
+            return
         if kind not in CONTROL_TYPES:
             self.manager.on_peer_message(src, frames)
             return
@@ -339,10 +355,32 @@ class Broker:
             self._check_peers()
             for record in self.controller.duties():
                 self._spawn(self._propose_quietly(record), "controller-duty")
+            self._add_metadata_learners()
             if now - balanced_at >= LEADER_BALANCE_INTERVAL_S:
                 balanced_at = now
                 self._balance_leaders()
             await asyncio.sleep(interval_s)
+
+    def _add_metadata_learners(self) -> None:
+        """On the controller leader: a registered broker that is not a controller voter
+        follows the metadata log as a Raft learner of group 0 (one change at a time)."""
+        replica = self.controller.replica
+        if replica is None or not self.controller.is_leader:
+            return
+        node = replica.node
+        members = node.conf.voters | node.conf.learners
+        for info in sorted(self.controller.state.brokers.values(), key=lambda i: i.node_id):
+            if info.node_id not in members and info.alive and self.peer_alive(info.node_id):
+                try:
+                    result = node.propose_conf_change(
+                        ConfChange(kind=ConfChangeKind.ADD_LEARNER, node=info.node_id))
+                except ConfChangeError as e:
+                    log.warning("cannot add broker %d to the metadata group: %s", info.node_id, e)
+                    return
+                if result is ProposeResult.ACCEPTED:
+                    log.info("broker %d follows the metadata log as a learner", info.node_id)
+                    self.manager.mark(replica.group_id)
+                return
 
     def _balance_leaders(self) -> None:
         """On the controller leader: move leaderships back toward preferred leaders."""
@@ -448,6 +486,7 @@ class Broker:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.groups.stop()
         await self.manager.stop()
         await self.bus.stop()
         if self._server is not None:

@@ -46,6 +46,9 @@ class TransportConfig:
     heartbeat_timeout_ms: int = 3000  # no traffic for this long closes the connection
     zero_copy_bytes_min: int = 64 << 10  # frames at least this large are sent and handed over uncopied
     recv_batch_envelopes_max: int = 64  # envelopes handled per reader wake-up before yielding
+    # Deliver messages from node ids that are not peers (yet): a broker joining the cluster
+    # announces itself before anyone knows its address. The owner decides what to accept.
+    accept_unknown_senders: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.node_id, bool) or not isinstance(self.node_id, int) or not (
@@ -56,6 +59,10 @@ class TransportConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("node_id", "listen"):
+                continue
+            if f.name == "accept_unknown_senders":
+                if not isinstance(value, bool):
+                    raise TransportConfigError(f"{f.name}: expected a bool, got {value!r}")
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise TransportConfigError(f"{f.name}: expected an integer >= 0, got {value!r}")

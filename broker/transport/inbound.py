@@ -123,7 +123,7 @@ class Inbound:
             return DropReason.MALFORMED, 0, ()
         if parts[0].bytes != node_routing_id(header.src):
             return DropReason.SRC_MISMATCH, 0, ()
-        if header.src not in self._peers:
+        if header.src not in self._peers and not self._config.accept_unknown_senders:
             return DropReason.UNKNOWN_SRC, 0, ()
         return None, header.src, header.frame_counts
 

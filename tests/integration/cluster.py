@@ -84,9 +84,11 @@ class LocalCluster:
 
     def __init__(self, n: int = 3, *, data_root: Path,
                  env_overrides: Mapping[str, str] | None = None,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), voters: int | None = None) -> None:
         assert n >= 1, n
+        assert voters is None or 1 <= voters <= n, voters
         self.n = n
+        self.voters = voters or n  # the first `voters` brokers form the controller quorum
         self.data_root = Path(data_root)
         self.env_overrides = dict(env_overrides or {})
         self.extra_args = list(extra_args)
@@ -116,7 +118,7 @@ class LocalCluster:
 
     @property
     def controller_voters(self) -> str:
-        return ",".join(f"{b.node_id}@{b.raft_address}" for b in self._ordered())
+        return ",".join(f"{b.node_id}@{b.raft_address}" for b in self._ordered()[:self.voters])
 
     def _ordered(self) -> list[BrokerProcess]:
         return [self.brokers[i] for i in sorted(self.brokers)]
@@ -447,10 +449,12 @@ class ClusterFactory:
 
     def __call__(self, n: int = 3, *, env_overrides: Mapping[str, str] | None = None,
                  extra_args: Sequence[str] = (), ready: bool = True,
-                 ready_timeout_s: float = READY_TIMEOUT_S) -> LocalCluster:
+                 ready_timeout_s: float = READY_TIMEOUT_S,
+                 voters: int | None = None) -> LocalCluster:
         """A started cluster, ready (brokers alive, controller elected) unless ready=False."""
         cluster = LocalCluster(n, data_root=self.root / f"cluster-{len(self.clusters) + 1}",
-                               env_overrides=env_overrides, extra_args=extra_args)
+                               env_overrides=env_overrides, extra_args=extra_args,
+                               voters=voters)
         self.clusters.append(cluster)
         cluster.start()
         if ready:
