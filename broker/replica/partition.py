@@ -46,6 +46,7 @@ class AppendResult:
 @dataclass(slots=True)
 class _Waiter:
     index: int  # raft index of the entry
+    term: int  # the term it was proposed in: another entry may end up at that index
     base_offset: int
     future: asyncio.Future[AppendResult]
 
@@ -121,7 +122,7 @@ class Replica:
         if acks == 0:
             return AppendResult(base_offset)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(self.node.last_index, base_offset, future)
+        waiter = _Waiter(self.node.last_index, self.node.term, base_offset, future)
         (self._commit_waiters if acks == -1 else self._append_waiters).append(waiter)
         return future
 
@@ -188,19 +189,23 @@ class Replica:
             self._hw_event = asyncio.Event()
 
     def _resolve_committed(self) -> None:
-        commit = self.node.commit_index
-        waiters = self._commit_waiters
-        while waiters and waiters[0].index <= commit:
-            w = waiters.popleft()
-            if not w.future.done():
-                w.future.set_result(AppendResult(w.base_offset))
+        self._resolve(self._commit_waiters, self.node.commit_index)
 
     def _resolve_appended(self) -> None:
-        waiters = self._append_waiters
-        while waiters and waiters[0].index <= self._stable_index:
+        self._resolve(self._append_waiters, self._stable_index)
+
+    def _resolve(self, waiters: deque[_Waiter], upto: int) -> None:
+        """Acknowledge waiters at indexes <= upto whose entry is still the one proposed (same
+        term at that index); a replaced entry is reported as a lost leadership."""
+        while waiters and waiters[0].index <= upto:
             w = waiters.popleft()
-            if not w.future.done():
+            if w.future.done():
+                continue
+            if self.node.term_at(w.index) == w.term:
                 w.future.set_result(AppendResult(w.base_offset))
+            else:
+                w.future.set_exception(KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                                                  f"{self.name}: the write was superseded"))
 
     def _role_changed(self) -> None:
         ready = self._is_leader_ready()
