@@ -27,7 +27,8 @@ from broker.raft.messages import ConfState, ProposeResult, Role
 from tests.sim.checker import COMPACTED, LIVENESS, Checker, LogView, Violation
 from tests.sim.client import ClientPool
 from tests.sim.events import (
-    CLIENT, DELIVER, FAULT, KIND_NAMES, NOTE, PROBE, RESTART, RETIRE, SYNC_DONE, TICK, EventQueue,
+    CLIENT, DELIVER, FAULT, KIND_NAMES, NOTE, PROBE, RESTART, RETIRE, SYNC_DONE, TICK, TURN,
+    EventQueue,
 )
 from tests.sim.injector import SCHEDULED_FAULTS, FaultInjector
 from tests.sim.network import Network
@@ -104,6 +105,7 @@ class Simulation:
         self._handlers: list[Callable[[int, int, Any], None]] = [
             self._on_tick, self._on_deliver, self._on_sync_done, self._on_client,
             self._on_fault, self._on_heal, self._on_restart, self._on_probe, self._on_retire,
+            self._on_turn,
         ]
         assert len(self._handlers) == NOTE
 
@@ -227,6 +229,20 @@ class Simulation:
             return
         node.on_sync_done(ticket)
         self._flush(node)
+
+    def _on_turn(self, n: int, incarnation: int, _: Any) -> None:
+        node = self.nodes[n]
+        if not node.up or incarnation != node.incarnation:
+            return
+        if node.paused_until_us > self.queue.now_us:
+            self.queue.push(node.paused_until_us, TURN, n, incarnation)
+            return
+        node.turn([r for r in node.replicas.values() if r.raft is not None])
+        self._flush(node)
+
+    def continue_turn(self, node: SimNode) -> None:
+        """The node's driver yielded with work left: it carries on in its next turn."""
+        self.queue.push(self.queue.now_us, TURN, node.node_id, node.incarnation)
 
     def _on_client(self, group: int, index: int, attempt: Any) -> None:
         self.clients.on_event(group, index, attempt)
@@ -445,7 +461,7 @@ class Simulation:
         if kind == DELIVER:
             msgs = "; ".join(f"g{g} {str(m)[:300]}" for g, m in c)
             return f"{head} {a}->{b}: {msgs}"
-        if kind in (TICK, SYNC_DONE, RESTART):
+        if kind in (TICK, SYNC_DONE, RESTART, TURN):
             return f"{head} node {a}"
         if kind == CLIENT:
             return f"{head} group {a} client {b}"

@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = [
     "EventQueue", "Event", "KIND_NAMES", "TICK", "DELIVER", "SYNC_DONE", "CLIENT", "FAULT", "HEAL",
-    "RESTART", "PROBE", "RETIRE", "NOTE",
+    "RESTART", "PROBE", "RETIRE", "TURN", "NOTE",
 ]
 
 Event = tuple[int, int, int, int, int, Any]
@@ -27,10 +27,11 @@ HEAL = 5  # (HEAL, partition id)
 RESTART = 6  # (RESTART, node, incarnation)
 PROBE = 7  # healing phase: has every group settled?
 RETIRE = 8  # (RETIRE, group, node): the replica of a node removed from the group is deleted
-NOTE = 9  # never queued: a line in the trace tail saying what a fault did
+TURN = 9  # (TURN, node, incarnation): the driver continues work it yielded (a long replay)
+NOTE = 10  # never queued: a line in the trace tail saying what a fault did
 KIND_NAMES = (
     "tick", "deliver", "sync-done", "client", "fault", "heal", "restart", "probe", "retire",
-    "note",
+    "turn", "note",
 )
 
 

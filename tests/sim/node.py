@@ -35,7 +35,8 @@ __all__ = [
     "Replica", "SimNode", "PERSIST_BEFORE_SEND", "NodeFactory", "core_term_at", "written_term_at",
 ]
 PERSIST_BEFORE_SEND = "persist-before-send"
-_ROUNDS_MAX = 1_000  # Ready rounds in one turn; a core that never quiesces is a bug
+_ROUNDS_MAX = 64  # Ready rounds per turn; then the driver yields, as an event loop would
+_YIELDS_MAX = 10_000  # turns in a row that yield: a core whose Readies never end is a bug
 
 NodeFactory = Callable[..., RaftNode]
 
@@ -50,6 +51,7 @@ class Host(Protocol):
     sync_instant: bool  # syncs take no simulated time
 
     def sync_latency_us(self) -> int: ...
+    def continue_turn(self, node: SimNode) -> None: ...
     def log_summaries(
         self, group: int, index: int, term: int, voters: frozenset[int]
     ) -> list[tuple[int, bool, int, int]]: ...
@@ -103,7 +105,7 @@ class SimNode:
 
     __slots__ = (
         "node_id", "host", "up", "incarnation", "paused_until_us", "tick_us", "disk", "replicas",
-        "_sync_ticket", "_sync_inflight", "_sync_waiting", "outbox",
+        "_sync_ticket", "_sync_inflight", "_sync_waiting", "outbox", "_yields",
     )
 
     def __init__(self, node_id: int, host: Host, tick_us: int) -> None:
@@ -119,6 +121,7 @@ class SimNode:
         self._sync_inflight: list[Replica] = []  # waiting on the sync in flight
         self._sync_waiting: list[Replica] = []  # waiting on the next sync
         self.outbox: dict[int, list[tuple[int, Message]]] = {}  # dst -> (group, message)
+        self._yields = 0  # turns in a row that ended with work left
 
     # ---- life cycle ----
     def add_group(self, group: int, voters: tuple[int, ...]) -> None:
@@ -207,9 +210,14 @@ class SimNode:
                 else:
                     self._maybe_start_sync()
             if not finished:
+                self._yields = 0
                 return
             reps = finished
-        raise AssertionError(f"node {self.node_id}: Readies did not quiesce in one turn")
+        # Still busy (say, replaying a long committed log one page per Ready): yield, and
+        # continue in a later turn, so other events interleave as they would in a broker.
+        self._yields += 1
+        assert self._yields < _YIELDS_MAX, f"node {self.node_id}: Readies never stop coming"
+        self.host.continue_turn(self)
 
     def on_sync_done(self, ticket: SyncTicket) -> None:
         assert ticket is self._sync_ticket
