@@ -62,6 +62,15 @@ class KafkaApi:
             ApiKey.DESCRIBE_CONFIGS: self.describe_configs,
             ApiKey.INIT_PRODUCER_ID: self.init_producer_id,
             ApiKey.RAFTLOG_DESCRIBE_CLUSTER: self.describe_cluster,
+            ApiKey.FIND_COORDINATOR: self.find_coordinator,
+            ApiKey.JOIN_GROUP: self.join_group,
+            ApiKey.SYNC_GROUP: self.sync_group,
+            ApiKey.HEARTBEAT: self.heartbeat,
+            ApiKey.LEAVE_GROUP: self.leave_group,
+            ApiKey.OFFSET_COMMIT: self.offset_commit,
+            ApiKey.OFFSET_FETCH: self.offset_fetch,
+            ApiKey.DESCRIBE_GROUPS: self.describe_groups,
+            ApiKey.LIST_GROUPS: self.list_groups,
         }
         self._producer_ids: tuple[int, int] = (0, 0)  # [next, end) of this broker's block
         self._producer_id_lock = asyncio.Lock()
@@ -422,6 +431,34 @@ class KafkaApi:
                 end = start + int(block["block_size"])
             self._producer_ids = (start + 1, end)
             return start
+
+    # ---- consumer groups: served by the group coordinator (broker.groups) ------------------
+    async def find_coordinator(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.find_coordinator(header, body)
+
+    async def join_group(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.join_group(header, body)
+
+    async def sync_group(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.sync_group(header, body)
+
+    async def heartbeat(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.heartbeat(header, body)
+
+    async def leave_group(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.leave_group(header, body)
+
+    async def offset_commit(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.offset_commit(header, body)
+
+    async def offset_fetch(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.offset_fetch(header, body)
+
+    async def describe_groups(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.describe_groups(header, body)
+
+    async def list_groups(self, header: RequestHeader, body: Any) -> Any:
+        return await self.broker.groups.api.list_groups(header, body)
 
 
 def _leader_epoch_error(requested: int, term: int) -> ErrorCode | None:

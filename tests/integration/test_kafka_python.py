@@ -78,7 +78,6 @@ def test_assigned_consumer_reads_every_record_where_acknowledged(
     assert len(stored) == RECORDS, f"{len(stored) - RECORDS} records nobody acknowledged"
 
 
-@pytest.mark.skip(reason="consumer groups (FindCoordinator, JoinGroup, OffsetCommit) are not served yet")
 def test_group_consumer_reads_everything_and_commits(
         cluster: LocalCluster, written: list[Acked]) -> None:
     consumer: KafkaConsumer = make_consumer(cluster.bootstrap, group_id="kp-billing",

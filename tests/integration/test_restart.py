@@ -99,7 +99,6 @@ def test_full_restart_keeps_topics_records_and_offsets(cluster_factory: ClusterF
     assert [a.offset for a in more] == list(range(300, 350)), "offsets reused or skipped"
 
 
-@pytest.mark.skip(reason="consumer groups (FindCoordinator, JoinGroup, OffsetCommit) are not served yet")
 def test_full_restart_keeps_committed_group_offsets(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory()
     cluster.create_topic("keep-a", TOPICS["keep-a"], 3)
