@@ -65,6 +65,24 @@ def _dev(args: argparse.Namespace) -> int:
                    demo=args.demo)
 
 
+def _produce(args: argparse.Namespace) -> int:
+    from producer.cli import produce_command
+
+    return produce_command(args)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from consumer.cli import consume_command
+
+    return consume_command(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks.perf import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def _add_bootstrap(p: argparse.ArgumentParser) -> None:
     import os
 
@@ -125,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--key-separator")
     produce.add_argument("--acks", choices=("0", "1", "all", "-1"), default="all")
     produce.add_argument("--partition", type=int)
-    produce.set_defaults(handler=_not_available("produce"))
+    produce.set_defaults(handler=_produce)
 
     consume = sub.add_parser("consume", help="print records, one per line")
     _add_bootstrap(consume)
@@ -135,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--max-messages", type=int)
     consume.add_argument("--timeout-ms", type=int)
     consume.add_argument("--format", choices=("text", "json"), default="text")
-    consume.set_defaults(handler=_not_available("consume"))
+    consume.set_defaults(handler=_consume)
+
+    group = sub.add_parser("group", help="list and describe consumer groups")
+    from consumer.cli import configure_group_parser
+
+    configure_group_parser(group, _add_bootstrap, _Parser)
 
     cluster = sub.add_parser("cluster", help="cluster-wide views")
     csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
@@ -143,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bootstrap(status)
     status.add_argument("--json", action="store_true")
     cli_client.configure_cluster_status(status)
+
+    # Every argument after `bench` goes to the benchmark's own parser (benchmarks.perf).
+    bench = sub.add_parser("bench", help="throughput and latency benchmarks (raftlog bench -h)",
+                           add_help=False, prefix_chars="\0")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(handler=_bench)
     return parser
 
 
