@@ -161,8 +161,7 @@ class BrokerConnection:
                 f"{self._request_timeout_ms} ms") from None
         except OSError as e:
             raise KafkaConnectionError(f"cannot connect to {self.address}: {_reason(e)}") from e
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         if self._closed_reason is not None:  # lost before create_connection returned
             transport.abort()
 
