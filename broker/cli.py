@@ -28,14 +28,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _not_available(name: str) -> Handler:
-    def run(_args: argparse.Namespace) -> int:
-        print(f"raftlog {name}: not available yet in this release", file=sys.stderr)
-        return EXIT_USAGE
-
-    return run
-
-
 def _serve(args: argparse.Namespace) -> int:
     import json
 

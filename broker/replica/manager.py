@@ -70,8 +70,7 @@ class ReplicaManager:
         mid-way would let close() race the sync thread), then close every log."""
         self._running = False
         self._wake.set()
-        cycle, others = self._tasks[0], self._tasks[1:]
-        for t in others:
+        for t in self._tasks[1:]:  # ticks and housekeeping; the cycle task ends by itself
             t.cancel()
         for t in self._tasks:
             try:
@@ -80,7 +79,6 @@ class ReplicaManager:
                 pass
             except Exception:
                 log.exception("replica task failed during stop")
-        del cycle
         self._tasks = []
         self._pool.shutdown(wait=True)
         for r in self.replicas.values():
