@@ -99,7 +99,6 @@ class Broker:
         self._request_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.AbstractServer | None = None
-        self._stopping = asyncio.Event()
         self.api: Any = None
         self.groups = GroupCoordinator(self)  # consumer groups whose offsets partition we lead
 
@@ -489,8 +488,6 @@ class Broker:
         await self.groups.stop()
         await self.manager.stop()
         await self.bus.stop()
-        if self._server is not None:
-            self._server.close()
 
     async def _transfer_leaderships(self) -> None:
         while True:

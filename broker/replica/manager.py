@@ -47,7 +47,8 @@ class ReplicaManager:
         self._rng = random.Random(seed if seed is not None else node_id * 7919)
         self._dirty: set[int] = set()
         self._ticking: set[int] = set()  # groups not quiesced
-        self._written: dict[int, int] = {}  # group -> wall ms of its last write (housekeeping)
+        self._written: dict[int, int] = {}
+        self._unreachable_at: dict[int, float] = {}  # peer -> monotonic time last reported  # group -> wall ms of its last write (housekeeping)
         # Broker-level knowledge, set by the broker: is a peer broker alive, and who claims
         # leadership of a group at which term.
         self.peer_alive: Callable[[int], bool] = lambda node: False
@@ -173,10 +174,17 @@ class ReplicaManager:
         self.mark(group, active=not isinstance(msg, (Heartbeat, HeartbeatResponse)))
 
     def on_peer_unreachable(self, node: int) -> None:
+        """The bus dropped an envelope for `node`: our leaders move it to Probe. The bus may
+        say so on every flush while a peer is down, so this walks the groups at most once a
+        tick per peer (Probe state already paces the appends in between)."""
+        now = time.monotonic()
+        if now - self._unreachable_at.get(node, -1e9) < self.tick_ms / 1000:
+            return
+        self._unreachable_at[node] = now
         for group_id, replica in self.replicas.items():
             if replica.node.role is Role.LEADER:
                 replica.node.report_unreachable(node)
-                self.mark(group_id)
+                self.mark(group_id, active=False)
 
     # ---- ticking ------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
