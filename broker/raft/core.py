@@ -173,6 +173,9 @@ class RaftNode:
         "_prev_soft",
         "_prev_hard",
         "_in_flight",
+        "_repair_index",
+        "_repair_term",
+        "_lost_entries",
     )
 
     def __init__(
@@ -231,6 +234,18 @@ class RaftNode:
         self._prev_soft = (_FOLLOWER, NO_NODE)  # as last handed out
         self._prev_hard = hard  # as last handed out
         self._in_flight: Ready | None = None  # the Ready handed out and not yet advanced
+        # Storage found damage and cut the log (hard.repair_index: the last index before the
+        # cut; repair_term: the term then). Entries this node persisted, and so may have
+        # promised (acknowledged to a leader, or counted in a vote), are gone: until the repair
+        # ends (_repair_done) it neither votes nor campaigns, or its vote could elect a leader
+        # lacking an entry committed with its help. Not for a lone voter: with nobody to
+        # repair from, what remains is all there is.
+        lone = hard.conf.voters == frozenset((node_id,))
+        self._repair_index = 0 if lone else hard.repair_index
+        self._repair_term = 0 if lone else hard.repair_term
+        # Volatile, for this process's life: the log lost entries on open, so a leader's idea
+        # of our match index may be too high; rejections say so (AppendResponse.repairing).
+        self._lost_entries = self._repair_index > 0
         self._scan_uncommitted_conf()
 
     # ---- read access ------------------------------------------------------------------------
@@ -291,6 +306,11 @@ class RaftNode:
     @property
     def uncommitted_bytes(self) -> int:
         return self._uncommitted_bytes
+
+    @property
+    def repairing(self) -> bool:
+        """The log is being repaired after damage: no votes, no campaigns (see __init__)."""
+        return self._repair_index > 0
 
     @property
     def has_committed_in_term(self) -> bool:
@@ -436,6 +456,7 @@ class RaftNode:
             or self._vote != prev.vote
             or log.commit != prev.commit
             or self._conf_index != prev.conf_index
+            or self._repair_index != prev.repair_index
             or (self._conf is not prev.conf and self._conf != prev.conf)
         )
 
@@ -456,6 +477,7 @@ class RaftNode:
             term_or_vote
             or log.commit != prev.commit
             or self._conf_index != prev.conf_index
+            or self._repair_index != prev.repair_index
             or (self._conf is not prev.conf and self._conf != prev.conf)
         ):
             hard = HardState(
@@ -464,6 +486,8 @@ class RaftNode:
                 commit=log.commit,
                 conf=self._conf,
                 conf_index=self._conf_index,
+                repair_index=self._repair_index,
+                repair_term=self._repair_term if self._repair_index else 0,
             )
             self._prev_hard = hard
         reset = log.take_reset()
@@ -589,6 +613,8 @@ class RaftNode:
         its quorums intersect those of every leader of its term. Once a later leader's entry
         reached it, or all it holds is committed, it stays quiet."""
         conf = self._conf
+        if self._repair_index:
+            return False
         if self._id in conf.voters:
             return True
         if self._id in conf.learners:
@@ -696,7 +722,7 @@ class RaftNode:
                 )
 
     def _on_vote_request(self, msg: VoteRequest) -> None:
-        can_vote = (
+        can_vote = not self._repair_index and (
             self._vote == msg.src
             or (self._vote == NO_NODE and self._leader == NO_NODE)
             or (msg.pre_vote and msg.term > self._term)
@@ -757,6 +783,7 @@ class RaftNode:
                 index=index,
                 hint_index=hint_index,
                 hint_term=hint_term,
+                repairing=self._lost_entries and not success,
             )
         )
 
@@ -785,7 +812,26 @@ class RaftNode:
                 self._append_from_leader(entries[conflict - prev - 1 :])
         if msg.commit > commit and last_new > commit:
             self._advance_commit(min(msg.commit, last_new))
+        if self._repair_index and self._repair_done(last_new, msg.commit):
+            self._repair_index = self._repair_term = 0
         self._respond_append(msg.src, True, last_new)
+
+    def _repair_done(self, matched: int, leader_commit: int) -> bool:
+        """Our log now matches the leader's up to `matched`. Every entry we may have promised
+        before the damage is ours again (so voting is safe) once
+        (a) `matched` reaches the old last index: each of those entries is the leader's own
+            if it is of the term we promised it in, and a committed one must be (a quorum
+            holding it, or needing our abstention, had to elect this leader); or
+        (b) the leader was elected after the damage (without our vote) and we hold its log up
+            to an entry of its term it has committed: it then holds every entry committed
+            before it, all below that entry, including those an old leader may still count
+            our stale acknowledgements for (it can only do so with a quorum that, without us,
+            must have made this leader hold them)."""
+        if matched >= self._repair_index:
+            return True
+        point = min(matched, leader_commit)
+        return (self._term > self._repair_term and point >= self._log.first_index()
+                and self._log.term_at(point) == self._term)
 
     def _append_from_leader(self, entries: tuple[Entry, ...]) -> None:
         first = entries[0].index
@@ -798,9 +844,12 @@ class RaftNode:
                 conf_entries.append(entry)
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
-        # The leader sends min(its commit, our match): we hold that entry.
-        if msg.commit > self._log.commit:
-            self._advance_commit(msg.commit)
+        # The leader sends min(its commit, our match): we hold that entry, unless the log lost
+        # entries on open and the leader has not heard yet (then what we hold is a prefix of
+        # what matched, so the clamp keeps the promise).
+        commit = min(msg.commit, self._log.last_index())
+        if commit > self._log.commit:
+            self._advance_commit(commit)
         self._msgs.append(HeartbeatResponse(src=self._id, dst=msg.src, term=self._term))
 
     def _on_log_start(self, msg: LogStartRequest) -> None:
@@ -997,6 +1046,13 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        if not msg.success and msg.repairing and msg.hint_index < pr.match:
+            # The follower lost entries we counted as matched (damage cut its log on open):
+            # what it still holds up to its hint is a prefix of what matched. Probe from there.
+            pr.match = msg.hint_index
+            pr.become_probe()
+            self._mark_append(msg.src, True)
+            return
         if not msg.success:
             hint = msg.hint_index
             if msg.hint_term > 0:

@@ -92,6 +92,15 @@ class HardState:
     # below it are already reflected in `conf`. Above `commit` only after a LogStartRequest,
     # whose membership is the leader's as of its own commit index.
     conf_index: int = 0
+    # Storage found damage and cut the log: the last index the log had before the cut (0: no
+    # repair under way) and the term then. Until the repair ends the node may have promised
+    # entries it no longer holds: it neither votes nor campaigns (see RaftNode).
+    repair_index: int = 0
+    repair_term: int = 0
+
+    @property
+    def repairing(self) -> bool:
+        return self.repair_index > 0
 
 
 class Role(enum.Enum):
@@ -152,6 +161,9 @@ class AppendResponse:
     index: int  # success: the last index now known to match; reject: the prev_index rejected
     hint_index: int = 0  # reject: the leader should probe no higher than this index ...
     hint_term: int = 0  # ... whose term on the follower is this (0: follower log too short)
+    # reject: the follower lost entries since it last answered (a repair): the leader's idea of
+    # its match index is void
+    repairing: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -79,7 +79,8 @@ def encode_message(group: int, m: Message) -> list[Buffer]:
             frames.extend(e.data for e in m.entries)
             return frames
         case AppendResponse():
-            body = _APPEND_RESP.pack(m.success, m.index, m.hint_index, m.hint_term)
+            flags = (1 if m.success else 0) | (2 if m.repairing else 0)
+            body = _APPEND_RESP.pack(flags, m.index, m.hint_index, m.hint_term)
             return [_COMMON.pack(VERSION, T_APPEND_RESP, group, m.src, m.dst, m.term) + body]
         case Heartbeat():
             body = _U64.pack(m.commit)
@@ -128,9 +129,9 @@ def decode_message(frames: Sequence[Buffer]) -> tuple[int, Message]:
         raise PeerMessageError(f"message type {kind} carries {len(frames) - 1} stray frames")
     m: Message
     if kind == T_APPEND_RESP:
-        ok, index, hint_index, hint_term = _unpack(_APPEND_RESP, head, pos)
-        m = AppendResponse(src=src, dst=dst, term=term, success=bool(ok), index=index,
-                           hint_index=hint_index, hint_term=hint_term)
+        flags, index, hint_index, hint_term = _unpack(_APPEND_RESP, head, pos)
+        m = AppendResponse(src=src, dst=dst, term=term, success=bool(flags & 1), index=index,
+                           hint_index=hint_index, hint_term=hint_term, repairing=bool(flags & 2))
     elif kind == T_HEARTBEAT:
         (commit,) = _unpack(_U64, head, pos)
         m = Heartbeat(src=src, dst=dst, term=term, commit=commit)

@@ -28,9 +28,10 @@ def _nothing() -> None:
     return None
 
 
-def _sequence(h: BatchHeader, base_offset: int) -> BatchSequence:
+def _sequence(h: BatchHeader, base_offset: int, index: int = 0) -> BatchSequence:
     return BatchSequence(epoch=h.producer_epoch, first_seq=h.base_sequence,
-                         last_seq=h.base_sequence + h.last_offset_delta, base_offset=base_offset)
+                         last_seq=h.base_sequence + h.last_offset_delta, base_offset=base_offset,
+                         index=index)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Replica:
                 header.producer_id, header.producer_epoch, header.base_sequence, last_seq
             )
             if verdict.duplicate_of is not None:
-                return AppendResult(verdict.duplicate_of)
+                return self._answer_duplicate(verdict.duplicate_of, verdict.duplicate_index, acks)
             if not verdict.accept:
                 raise KafkaError(verdict.error, f"{self.name}: producer {header.producer_id} "
                                  f"sequence {header.base_sequence} refused")
@@ -118,12 +119,42 @@ class Replica:
         self._next_offset = base_offset + header.last_offset_delta + 1
         self.on_work()
         if idempotent:
-            self.producers.append_pending(header.producer_id, _sequence(header, base_offset))
+            self.producers.append_pending(header.producer_id,
+                                          _sequence(header, base_offset, self.node.last_index))
         if acks == 0:
             return AppendResult(base_offset)
+        return self._wait_for(self.node.last_index, self.node.term, base_offset, acks)
+
+    def _answer_duplicate(self, base_offset: int, index: int, acks: int
+                          ) -> asyncio.Future[AppendResult] | AppendResult:
+        """A retry of a batch we hold: its original offset, but only once the original is as
+        durable as `acks` asks. A retry of a batch appended and not yet committed must wait
+        like the original: answered at once, it would acknowledge a write that a lost
+        leadership can still truncate (a retry reaching a paused leader after it resumed)."""
+        if acks == 0 or base_offset < self.high_watermark:
+            return AppendResult(base_offset)
+        if index == 0:  # appended by an earlier leadership: committed once our commit is
+            index = self.node.last_index
+        if len(self._commit_waiters) + len(self._append_waiters) >= WAITERS_MAX:
+            raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, f"{self.name}: too many pending writes")
+        return self._wait_for(index, self.node.term_at(index), base_offset, acks)
+
+    def _wait_for(self, index: int, term: int, base_offset: int, acks: int
+                  ) -> asyncio.Future[AppendResult]:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(self.node.last_index, self.node.term, base_offset, future)
-        (self._commit_waiters if acks == -1 else self._append_waiters).append(waiter)
+        waiter = _Waiter(index, term, base_offset, future)
+        waiters = self._commit_waiters if acks == -1 else self._append_waiters
+        if waiters and waiters[-1].index > index:
+            # A retry waits on an earlier entry: keep each list in index order.
+            ordered = sorted([*waiters, waiter], key=lambda w: w.index)
+            waiters.clear()
+            waiters.extend(ordered)
+        else:
+            waiters.append(waiter)
+        if acks == -1:
+            self._resolve_committed()
+        else:
+            self._resolve_appended()
         return future
 
     # ---- fetch --------------------------------------------------------------------------

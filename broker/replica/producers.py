@@ -27,6 +27,7 @@ class BatchSequence:
     first_seq: int
     last_seq: int
     base_offset: int
+    index: int = 0  # Raft index of its entry when this leader appended it (0: committed/unknown)
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class SequenceCheck:
 
     error: ErrorCode = ErrorCode.NONE
     duplicate_of: int | None = None  # base offset of the original batch
+    duplicate_index: int = 0  # its Raft index if this leader appended it (maybe uncommitted)
 
     @property
     def accept(self) -> bool:
@@ -67,7 +69,7 @@ class ProducerTable:
             return SequenceCheck() if ok else SequenceCheck(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
         for b in state.batches:
             if b.first_seq == first_seq and b.last_seq == last_seq:
-                return SequenceCheck(duplicate_of=b.base_offset)
+                return SequenceCheck(duplicate_of=b.base_offset, duplicate_index=b.index)
         last = state.batches[-1].last_seq if state.batches else -1
         if first_seq != (last + 1) % _SEQ_MOD:
             return SequenceCheck(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)

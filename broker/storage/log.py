@@ -114,7 +114,7 @@ class PartitionLog:
         "_next_offset", "_flushed_index", "_durable_index", "_durable_offset", "_hard_state",
         "_stored_hard_state", "_plan", "_dir_version", "_dir_synced_version", "_generation",
         "_error", "_closed", "_last_fsync_ms", "_last_checkpoint_ms", "torn_bytes", "_plan_seq",
-        "_stored_seq", "_sync_lock", "_handoff_lock",
+        "_stored_seq", "_sync_lock", "_handoff_lock", "damage",
     )
 
     # set by _install (open and reset); see the comments there
@@ -160,6 +160,7 @@ class PartitionLog:
         self._last_fsync_ms: int | None = None
         self._last_checkpoint_ms: int | None = None
         self.torn_bytes = recovered.torn_bytes  # cut from a torn tail on open
+        self.damage = recovered.damage  # damage found and cut on open (then repairing)
         self._hard_state = self._stored_hard_state = recovered.hard_state
         self._install(recovered.segments, recovered.runs, recovered.start)
         try:

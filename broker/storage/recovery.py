@@ -3,9 +3,19 @@
 Rules (the log serves nothing that fails them):
 - A partial or CRC-failing entry at the end of the LAST segment, with no valid entry after it,
   is a torn write: the file is cut there (and the cut fsynced).
-- A bad entry followed by a valid one, a bad entry in any earlier segment, an entry whose
-  CRC holds but whose index, term, kind or Kafka offsets break the log's order, a bad segment
-  header, or a gap between segments is corruption: LogCorruptionError.
+- A bad entry followed by a valid one, a bad entry in any earlier segment, a whole entry
+  (its length within the file, its header not all zeros) at the end whose CRC fails, an entry whose CRC holds but whose
+  index, term, kind or Kafka offsets break the log's order, a bad segment header, or a gap
+  between segments is damage. The log is cut just before it (the damaged entry, the rest of its
+  segment and every later segment are dropped) and the hard state is marked `repairing` with
+  its commit lowered into what remains: Raft then refetches the lost suffix from the leader, and
+  the node neither votes nor campaigns until it has caught up (see RaftNode), so it can never
+  help elect a leader that lacks an entry it had promised. The hard state is written before
+  anything is cut, so a crash in between finds the same damage again. A log damaged without a
+  hard state to mark (or damaged metadata files) raises LogCorruptionError: nothing is cut.
+  Damage at the very end that a torn write could also explain (an entry cut short, a length
+  running past the file) is taken for a torn write: that is the one case where a flipped bit
+  in the last entry's length field goes unnoticed.
 - A last segment shorter than its header, or whose header is all zeros, was being created
   when the process stopped: it is deleted (and so on backwards, for a roll that created
   several).
@@ -17,6 +27,7 @@ Rules (the log serves nothing that fails them):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import struct
@@ -30,7 +41,7 @@ from broker.raft.messages import EntryKind, HardState
 from broker.storage.batch import batch_offsets
 from broker.storage.config import LogConfig
 from broker.storage.errors import LogCorruptionError
-from broker.storage.files import TEMP_SUFFIX
+from broker.storage.files import TEMP_SUFFIX, open_directory, write_atomic
 from broker.storage.format import (
     ENTRY_HEADER,
     ENTRY_HEADER_BYTES,
@@ -41,6 +52,7 @@ from broker.storage.format import (
     decode_hard_state,
     decode_log_start,
     decode_segment_header,
+    encode_hard_state,
     parse_segment_file_name,
     segment_file_name,
 )
@@ -59,6 +71,8 @@ _INDEX_FIELD = struct.Struct(">Q")
 _INDEX_FIELD_AT = 8  # crc, length, then the index
 _SEARCH_CHUNK_BYTES = 1 << 20
 _META_BYTES_MAX = 1 << 20  # metadata files are tiny; read no more than this
+_CRC_MISMATCH = "CRC mismatch"
+_SKIP_AHEAD_MAX = 4  # damaged entries in a row looked past to find the log's old last index
 T = TypeVar("T")
 
 
@@ -70,6 +84,17 @@ class Recovered:
     hard_state: HardState | None
     torn_bytes: int  # cut from the tail of the last segment
     dir_changed: bool  # files were deleted or created: the directory needs an fsync
+    damage: str | None = None  # what was found and cut (the hard state is then `repairing`)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Cut:
+    """Where damage was found: segment `k` keeps the bytes before `position` (none of it when
+    `position` is 0, e.g. a bad header); every later segment goes."""
+
+    k: int
+    position: int
+    reason: str
 
 
 def recover(directory: str, config: LogConfig) -> Recovered:
@@ -79,8 +104,19 @@ def recover(directory: str, config: LogConfig) -> Recovered:
     hard_state = _read_meta(directory, HARD_STATE_FILE, decode_hard_state)
     segments: list[Segment] = []
     try:
-        dir_changed = _open_segments(directory, config, segments)
-        runs, torn_bytes = _scan_all(segments, config)
+        dir_changed, cut = _open_segments(directory, config, segments)
+        runs, torn_bytes, scan_cut = _scan_all(segments, config,
+                                               len(segments) if cut is None else cut.k)
+        cut = scan_cut or cut
+        damage = None
+        floor = start.start_index if start is not None else 0
+        if cut is not None:
+            damage = cut.reason
+            hard_state = _mark_repairing(directory, hard_state, _kept(segments, cut), floor,
+                                         _last_before_cut(segments, cut, config),
+                                         damage, segments[cut.k].path, cut.position)
+            _apply_cut(segments, cut)
+            dir_changed = True
         start, dropped = _apply_start(segments, runs, start)
         if not segments:
             assert start is not None
@@ -90,13 +126,97 @@ def recover(directory: str, config: LogConfig) -> Recovered:
             runs = TermRuns(start.start_index, start.start_term)
             dir_changed = True
         dir_changed = dir_changed or dropped
+        last = segments[-1].last_index
+        if hard_state is not None and hard_state.commit > last:
+            # Entries the hard state knew committed (so synced) are gone: a tail that looked
+            # torn was not, or a crash came between a cut and its mark.
+            damage = damage or f"the log ends at {last}, below its commit index {hard_state.commit}"
+            hard_state = _mark_repairing(directory, hard_state, last, floor,
+                                         max(hard_state.commit, last + 1), damage,
+                                         segments[-1].path, segments[-1].size)
     except BaseException:
         for seg in segments:
             seg.close()
         raise
     assert start is not None
     return Recovered(segments=segments, runs=runs, start=start, hard_state=hard_state,
-                     torn_bytes=torn_bytes, dir_changed=dir_changed)
+                     torn_bytes=torn_bytes, dir_changed=dir_changed, damage=damage)
+
+
+def _kept(segments: list[Segment], cut: _Cut) -> int:
+    """The last index the cut keeps."""
+    if cut.position:
+        return segments[cut.k].last_index
+    return segments[cut.k - 1].last_index if cut.k else segments[0].base_index - 1
+
+
+def _mark_repairing(directory: str, hard_state: HardState | None, kept: int, floor: int,
+                    lost_up_to: int, reason: str, path: str, position: int) -> HardState:
+    """Durably mark the hard state as repairing up to `lost_up_to` (the last index before the
+    cut) with its commit lowered to what the log keeps (never below the log start: what that
+    hides was committed), before anything is cut. Raises LogCorruptionError when there is no
+    hard state to mark."""
+    if hard_state is None:
+        raise LogCorruptionError(path, position, f"{reason} (no hard state to mark for a repair)")
+    commit = min(hard_state.commit, max(kept, floor))
+    marked = dataclasses.replace(hard_state, commit=commit,
+                                 repair_index=max(hard_state.repair_index, lost_up_to, kept + 1),
+                                 repair_term=hard_state.term)
+    log.error("%s: damage: %s; the log keeps indexes up to %d and is repaired from the "
+              "leader (no votes until then)", directory, reason, kept)
+    dir_fd = open_directory(directory)
+    try:
+        write_atomic(dir_fd, directory, HARD_STATE_FILE, encode_hard_state(marked))
+    finally:
+        os.close(dir_fd)
+    return marked
+
+
+def _last_before_cut(segments: list[Segment], cut: _Cut, config: LogConfig) -> int:
+    """The last index the log had before the cut, as far as the files tell: the highest index
+    of a whole, CRC-valid entry from the damage on (at least the damaged entry's own index)."""
+    best = _kept(segments, cut) + 1
+    for j in range(cut.k, len(segments)):
+        seg = segments[j]
+        start = cut.position if j == cut.k and cut.position else SEGMENT_HEADER_BYTES
+        window = _Window(seg, os.fstat(seg.fd).st_size, config.read_chunk_bytes)
+        best = max(best, _highest_valid_index(window, start, best, config.entry_bytes_max))
+    return best
+
+
+def _highest_valid_index(window: _Window, position: int, expect: int, entry_bytes_max: int) -> int:
+    """Walk the entries from `position`, skipping damaged ones by searching for the index that
+    should come next (a few indexes ahead, for damage spanning several entries)."""
+    best = 0
+    while position < window.file_size:
+        found = _entry_at(window, position, entry_bytes_max)
+        if isinstance(found, str):
+            nxt = None
+            for ahead in range(1, _SKIP_AHEAD_MAX + 1):
+                nxt = _valid_entry_at_or_after(window, position + 1, expect + ahead, entry_bytes_max)
+                if nxt is not None:
+                    break
+            if nxt is None:
+                return best
+            position = nxt
+            continue
+        index, _, _, payload = found
+        best = max(best, index)
+        expect = index + 1
+        position += ENTRY_HEADER_BYTES + len(payload)
+    return best
+
+
+def _apply_cut(segments: list[Segment], cut: _Cut) -> None:
+    """Drop the damaged entry and all after it (the hard state already says `repairing`)."""
+    keep = cut.k + 1 if cut.position else cut.k
+    while len(segments) > keep:
+        segments.pop().unlink()
+    if cut.position:
+        seg = segments[cut.k]
+        os.ftruncate(seg.fd, cut.position)
+        os.fsync(seg.fd)
+        seg.size = seg.flushed_size = seg.synced_size = cut.position
 
 
 def _remove_temp_files(directory: str) -> None:
@@ -118,9 +238,11 @@ def _read_meta(directory: str, name: str, decode: Callable[[bytes], T]) -> T | N
         raise LogCorruptionError(path, 0, str(e)) from None
 
 
-def _open_segments(directory: str, config: LogConfig, out: list[Segment]) -> bool:
+def _open_segments(directory: str, config: LogConfig, out: list[Segment]
+                   ) -> tuple[bool, _Cut | None]:
     """Open every segment file in index order into `out`; delete half-created trailing ones.
-    Returns whether a file was deleted."""
+    Returns whether a file was deleted, and the first segment whose header is damaged (the
+    files from it on are left out of `out`, to be deleted by the cut)."""
     bases = sorted(b for b in map(parse_segment_file_name, os.listdir(directory)) if b is not None)
     paths = [os.path.join(directory, segment_file_name(b)) for b in bases]
     for k, (base, path) in enumerate(zip(bases, paths)):
@@ -129,20 +251,28 @@ def _open_segments(directory: str, config: LogConfig, out: list[Segment]) -> boo
             # is fsynced with the file's first entries, so nothing durable is lost here.
             for p in paths[k:]:
                 os.unlink(p)
-            return True
+            return True, None
         fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         try:
             try:
                 header = decode_segment_header(os.pread(fd, SEGMENT_HEADER_BYTES, 0))
             except FormatError as e:
-                raise LogCorruptionError(path, 0, str(e)) from None
-            if header.base_index != base:
-                raise LogCorruptionError(path, 0, f"header says base index {header.base_index}")
+                reason = f"{path}: {e}"
+            else:
+                reason = (None if header.base_index == base
+                          else f"{path}: header says base index {header.base_index}")
         except BaseException:
             os.close(fd)
             raise
+        if reason is not None:
+            os.close(fd)
+            for p in paths[k:]:  # opened only to be deleted by the cut
+                out.append(Segment.open_existing(p, SegmentHeader(base_index=base, prev_term=0,
+                           base_offset=-1), os.open(p, os.O_RDWR | getattr(os, "O_CLOEXEC", 0)),
+                           config.roll_bytes_for(base)))
+            return False, _Cut(k=k, position=0, reason=reason)
         out.append(Segment.open_existing(path, header, fd, config.roll_bytes_for(base)))
-    return False
+    return False, None
 
 
 def _never_written(path: str) -> bool:
@@ -187,19 +317,29 @@ def _apply_start(segments: list[Segment], runs: TermRuns, start: LogStart | None
     return start, dropped
 
 
-def _scan_all(segments: list[Segment], config: LogConfig) -> tuple[TermRuns, int]:
-    """Scan every segment in order, checking that each continues the one before."""
+def _scan_all(segments: list[Segment], config: LogConfig, count: int
+              ) -> tuple[TermRuns, int, _Cut | None]:
+    """Scan the first `count` segments in order, checking that each continues the one before.
+    Returns the term runs, the bytes cut as a torn tail, and the first damage found (scanning
+    stops there: the entries noted are exactly those before it)."""
     if not segments:
-        return TermRuns(0, 0), 0
+        return TermRuns(0, 0), 0, None
     runs = TermRuns(segments[0].base_index - 1, segments[0].prev_term)
     torn_bytes = 0
     prev: Segment | None = None
-    for k, seg in enumerate(segments):
-        if prev is not None:
-            _check_continues(prev, seg)
+    for k, seg in enumerate(segments[:count]):
         last = k == len(segments) - 1
         file_size = os.fstat(seg.fd).st_size
-        end = scan_segment(seg, file_size, last=last, runs=runs, config=config)
+        try:
+            if prev is not None:
+                _check_continues(prev, seg)
+            end = scan_segment(seg, file_size, last=last, runs=runs, config=config)
+        except LogCorruptionError as e:
+            # Keep the entries noted before the damage: they are whole and in order.
+            position = e.position if e.position >= SEGMENT_HEADER_BYTES else 0
+            if position:
+                seg.size = seg.flushed_size = seg.synced_size = position
+            return runs, torn_bytes, _Cut(k=k, position=position, reason=str(e))
         if end < file_size:
             log.warning("%s: cut a torn tail of %d bytes at byte %d", seg.path, file_size - end, end)
             os.ftruncate(seg.fd, end)
@@ -210,7 +350,7 @@ def _scan_all(segments: list[Segment], config: LogConfig) -> tuple[TermRuns, int
             for earlier in segments[:k]:  # the log's first DATA entry is in `seg`
                 learn_offset(earlier, seg.base_offset)
         prev = seg
-    return runs, torn_bytes
+    return runs, torn_bytes, None
 
 
 def _check_continues(prev: Segment, seg: Segment) -> None:
@@ -249,6 +389,10 @@ def scan_segment(seg: Segment, file_size: int, *, last: bool, runs: TermRuns,
                 raise LogCorruptionError(seg.path, position, found)
             if _valid_entry_follows(window, position, expect, config.entry_bytes_max):
                 raise LogCorruptionError(seg.path, position, found + "; valid entries follow")
+            if found.startswith(_CRC_MISMATCH) and any(window.view(position, ENTRY_HEADER_BYTES)):
+                # A whole entry whose header was written (a header of zeros is a page that never
+                # reached the disk): its bytes changed after they were written. Damage.
+                raise LogCorruptionError(seg.path, position, found + " at the end of the log")
             return position
         index, term, kind, payload = found
         if index != expect or term < seg.last_term or kind not in _KINDS:
@@ -294,30 +438,34 @@ def _entry_at(window: _Window, position: int, entry_bytes_max: int
     if whole is None:
         return f"entry of {ENTRY_HEADER_BYTES + length} bytes runs past the end of the file"
     if crc32c(whole[4:]) != crc:
-        return f"CRC mismatch in entry {index}"
+        return f"{_CRC_MISMATCH} in entry {index}"
     return index, term, kind, whole[ENTRY_HEADER_BYTES:]
 
 
 def _valid_entry_follows(window: _Window, position: int, expect: int, entry_bytes_max: int) -> bool:
     """Is there a whole, CRC-valid entry `expect + 1` anywhere after the bad one at `position`?
     (Its index field is searched for, so a corrupted length cannot hide it.)"""
-    pattern = _INDEX_FIELD.pack(expect + 1)
-    start = position + 1
-    while start < window.file_size:
-        n = min(_SEARCH_CHUNK_BYTES, window.file_size - start)
-        chunk = window.seg.pread(start, n)
+    return _valid_entry_at_or_after(window, position + 1, expect + 1, entry_bytes_max) is not None
+
+
+def _valid_entry_at_or_after(window: _Window, start: int, index: int, entry_bytes_max: int
+                             ) -> int | None:
+    """Where a whole, CRC-valid entry `index` starts at or after byte `start`, if anywhere."""
+    pattern = _INDEX_FIELD.pack(index)
+    search = start + _INDEX_FIELD_AT
+    while search < window.file_size:
+        n = min(_SEARCH_CHUNK_BYTES, window.file_size - search)
+        chunk = window.seg.pread(search, n)
         found = chunk.find(pattern)
         while found >= 0:
-            candidate = start + found - _INDEX_FIELD_AT
-            if candidate > position and not isinstance(
-                _entry_at(window, candidate, entry_bytes_max), str
-            ):
-                return True
+            candidate = search + found - _INDEX_FIELD_AT
+            if not isinstance(_entry_at(window, candidate, entry_bytes_max), str):
+                return candidate
             found = chunk.find(pattern, found + 1)
-        if start + n >= window.file_size:
+        if search + n >= window.file_size:
             break
-        start += n - len(pattern) + 1  # overlap: a pattern across the chunk edge is found next
-    return False
+        search += n - len(pattern) + 1  # overlap: a pattern across the chunk edge is found next
+    return None
 
 
 class _Window:

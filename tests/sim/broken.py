@@ -10,7 +10,7 @@ from __future__ import annotations
 from broker.raft import quorum
 from broker.raft.core import RaftNode
 
-__all__ = ["BrokenCommitNode"]
+__all__ = ["BrokenCommitNode", "VotesWhileRepairingNode"]
 
 
 class BrokenCommitNode(RaftNode):
@@ -23,3 +23,14 @@ class BrokenCommitNode(RaftNode):
             return False
         log.commit_to(index)  # missing: `and log.term_at(index) == self._term`
         return True
+
+
+class VotesWhileRepairingNode(RaftNode):
+    """Broken on purpose: a node whose damaged log was cut votes and campaigns at once, as if
+    nothing had been lost, so its vote can elect a leader lacking an entry it acknowledged."""
+
+    __slots__ = ()
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._repair_index = self._repair_term = 0

@@ -139,6 +139,11 @@ class Checker:
         st.apply_next[node] = apply_from
         self.durable_hard_state(group, node, hard_state)
 
+    def damaged(self, group: int, node: int) -> None:
+        """`node`'s storage lost a synced suffix (damage cut on open): its durable commit may
+        go back once; term and vote are kept, and everything else must still hold."""
+        self._group(group).durable.pop(node, None)
+
     def durable_hard_state(self, group: int, node: int, hs: HardState) -> None:
         """A hard state became durable: term and commit never regress, and the vote never
         changes within a term once cast."""
@@ -254,21 +259,26 @@ class Checker:
             )
 
     def commit_safe(
-        self, group: int, index: int, term: int, logs: Sequence[tuple[int, bool, int, int]]
+        self, group: int, index: int, term: int,
+        logs: Sequence[tuple[int, bool, int, int, bool]],
     ) -> None:
         """Entry (`index`, `term`) was just committed. `logs` has, for every voter, (node,
-        whether its log holds that entry, its last term, its last index). Raft's safety proof
-        shows more than Leader Completeness: a log lacking a committed entry is strictly less
-        up to date than every log of the quorum that committed it, so it can never gather a
-        quorum of votes. A commit that leaves such a log electable can be lost later (figure 8
-        of the Raft paper): report it now, before the loss needs more faults to show."""
+        whether its log holds that entry, its last term, its last index, whether it abstains
+        from voting: repairing after damage). Raft's safety proof shows more than Leader
+        Completeness: a log lacking a committed entry is strictly less up to date than every
+        log of the quorum that committed it, so it can never gather a quorum of votes. A commit
+        that leaves such a log electable can be lost later (figure 8 of the Raft paper): report
+        it now, before the loss needs more faults to show. A repairing node may have lost the
+        entry it acknowledged; it grants no vote (and cannot campaign) until its repair ends
+        with the entry back in its log, so it counts as refusing."""
         self.checks += 1
         quorum = len(logs) // 2 + 1
-        for node, holds, last_term, last_index in logs:
-            if holds:
+        for node, holds, last_term, last_index, abstains in logs:
+            if holds or abstains:
                 continue
             ahead = sum(
-                1 for _, _, t, i in logs if t > last_term or (t == last_term and i > last_index)
+                1 for _, _, t, i, a in logs
+                if a or t > last_term or (t == last_term and i > last_index)
             )
             if ahead < quorum:
                 raise Violation(

@@ -287,9 +287,10 @@ class Simulation:
 
     def log_summaries(
         self, group: int, index: int, term: int, voters: frozenset[int]
-    ) -> list[tuple[int, bool, int, int]]:
-        """For each of `voters`: (node, holds entry (index, term), last term, last index), from
-        the core's log on a running node and from the durable log on a crashed one."""
+    ) -> list[tuple[int, bool, int, int, bool]]:
+        """For each of `voters`: (node, holds entry (index, term), last term, last index,
+        abstains: repairing after damage, so it grants no vote), from the core's log on a
+        running node and from the durable log on a crashed one."""
         out = []
         for n in sorted(voters):
             rep = self.nodes[n].replicas[group]
@@ -298,13 +299,15 @@ class Simulation:
                 last = raft.last_index
                 have = core_term_at(raft, index)
                 last_term = raft.term_at(last)
+                abstains = raft.repairing
             else:
                 log = rep.storage.volatile  # after a crash: what survived
                 last = log.last_index()
                 have = None if index > last else COMPACTED if index < log.start_index \
                     else log.term_at(index)
                 last_term = log.term_at(last)
-            out.append((n, have == term or have == COMPACTED, last_term, last))
+                abstains = log.hard_state is not None and log.hard_state.repairing
+            out.append((n, have == term or have == COMPACTED, last_term, last, abstains))
         return out
 
     def membership_changed(self, group: int, old: ConfState, new: ConfState) -> None:

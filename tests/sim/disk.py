@@ -13,6 +13,7 @@ sync in flight covers only the writes made before it started.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -183,6 +184,23 @@ class CrashStorage:
         if keep < len(ops) and ops[keep][0] == _APPEND:
             keep_entries = rng.randrange(len(ops[keep][1]) + 1)  # type: ignore[arg-type]
         self.crash(keep, keep_entries)
+
+    def damage(self, rng: random.Random) -> int | None:
+        """Storage found damage on open and cut the durable log after a random index (the
+        crashed node's volatile view is rebuilt from it); the hard state is marked `repairing`
+        with its commit lowered into what is kept, as broker.storage's recovery does. Returns
+        the last index kept, or None if the log holds no entry to lose."""
+        d = self.durable
+        if not d.entries or d.hard_state is None:
+            return None
+        keep = rng.randrange(d.start_index, d.last_index())
+        hs = d.hard_state
+        lost_up_to = max(hs.repair_index, d.last_index())
+        del d.entries[keep - d.start_index :]
+        d.hard_state = dataclasses.replace(hs, commit=min(hs.commit, keep),
+                                           repair_index=lost_up_to, repair_term=hs.term)
+        self.volatile = d.copy()
+        return keep
 
     def _write(self, op: Op) -> None:
         self.volatile.apply(op)

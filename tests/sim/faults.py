@@ -7,6 +7,7 @@ switches each kind on with probability one half and draws its rate from a wide r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Collection
@@ -31,7 +32,10 @@ FAULT_KINDS = (
     "transfer",  # leadership transfer to a random voter
     "retention",  # a node deletes a prefix of its applied log (lagging peers need a log start)
     "reconfigure",  # a single-server membership change (needs nodes outside the group)
+    "damage",  # a crash also loses a synced suffix of one group's log (damage found and cut
+    # on restart, as storage does); that replica repairs from the leader
 )
+_DRAWN_FIRST = FAULT_KINDS[:-1]  # "damage" is drawn last, so older seeds keep their plans
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +52,7 @@ class FaultPlan:
     isolate_leader_every_us: int
     downtime_us_max: int  # a crashed node restarts after a uniform time in [1, max)
     torn_probability: float  # chance a crash keeps a prefix of each group's unsynced writes
+    damage_probability: float  # chance a crash also damages one group's log on that node
     sync_us_max: int  # a sync takes a uniform time in [0, max); 0: instantaneous
     pause_every_us: int
     pause_us_max: int
@@ -71,6 +76,7 @@ def quiet_plan(tick_us: int) -> FaultPlan:
         isolate_leader_every_us=0,
         downtime_us_max=1,
         torn_probability=0.0,
+        damage_probability=0.0,
         sync_us_max=0,
         pause_every_us=0,
         pause_us_max=1,
@@ -89,7 +95,7 @@ def draw_fault_plan(
     (the election timeout), so faults land at the pace elections happen. Kinds in `force` are
     on whatever the draw says (a forced run is its own scenario: replay it with the same
     `force`)."""
-    on = {kind: rng.random() < 0.5 or kind in force for kind in FAULT_KINDS}
+    on = {kind: rng.random() < 0.5 or kind in force for kind in _DRAWN_FIRST}
     on["torn-write"] = (on["crash"] or on["crash-leader"]) and on["torn-write"]
     e = election_us
 
@@ -108,7 +114,8 @@ def draw_fault_plan(
         delay_probability=rng.uniform(0.01, 0.3) if on["delay"] else 0.0,
         delay_us_max=int(rng.uniform(0.1, 3.0) * e) if on["delay"] else 0,
     )
-    return FaultPlan(
+    on["damage"] = False  # drawn below, after every older kind's draws
+    plan = FaultPlan(
         enabled=tuple(k for k in FAULT_KINDS if on[k]),
         network=network,
         partition_every_us=every("partition", 0.05, 4),
@@ -119,6 +126,7 @@ def draw_fault_plan(
         isolate_leader_every_us=every("isolate-leader", 0.05, 4),
         downtime_us_max=span(0.05, 4),
         torn_probability=rng.uniform(0.2, 1.0) if on["torn-write"] else 0.0,
+        damage_probability=0.0,
         sync_us_max=span(0.005, 0.3) if on["slow-disk"] else 0,
         pause_every_us=every("pause", 0.1, 5),
         pause_us_max=span(0.1, 3),
@@ -128,3 +136,8 @@ def draw_fault_plan(
         tick_skew=rng.uniform(0.0, 0.3),
         tick_jitter_us=int(rng.uniform(0.0, 0.05) * e),
     )
+    damage = rng.random() < 0.5 or "damage" in force
+    if not (damage and (on["crash"] or on["crash-leader"])):
+        return plan
+    return dataclasses.replace(plan, enabled=plan.enabled + ("damage",),
+                               damage_probability=rng.uniform(0.1, 0.7))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from broker.raft.messages import ConfChange, ConfChangeKind, ProposeResult, Role
 from tests.sim.events import FAULT, HEAL, RESTART
 from tests.sim.faults import FAULT_KINDS, FaultPlan
-from tests.sim.node import SimNode
+from tests.sim.node import Replica, SimNode
 
 if TYPE_CHECKING:
     from tests.sim.cluster import Simulation
@@ -147,9 +147,29 @@ class FaultInjector:
         self.counts["torn-write"] += torn
         sim = self._sim
         sim.note(f"crash node {node.node_id} ({torn} groups torn)")
+        if self._plan.damage_probability and self._rng.random() < self._plan.damage_probability:
+            self._damage(node)
         downtime_us = 1 + self._rng.randrange(self._plan.downtime_us_max)
         sim.queue.push(sim.queue.now_us + downtime_us, RESTART, node.node_id, node.incarnation)
         return True
+
+    def _damage(self, node: SimNode) -> None:
+        """Damage one group's log on the crashed `node`, only where no other replica of that
+        group is repairing: damage on a majority can lose committed entries whatever the
+        protocol does (the fault tests damage a minority too)."""
+        sim = self._sim
+        groups = [g for g, rep in node.replicas.items() if not rep.retired
+                  and not any(_repairing(other.replicas[g]) for other in sim.nodes.values()
+                              if other is not node)]
+        if not groups:
+            return
+        g = self._rng.choice(groups)
+        keep = node.replicas[g].storage.damage(self._disk_rng)
+        if keep is None:
+            return
+        sim.checker.damaged(g, node.node_id)
+        self.counts["damage"] += 1
+        sim.note(f"group {g}: node {node.node_id} finds damage and keeps its log up to {keep}")
 
     def _pause(self) -> bool:
         sim = self._sim
@@ -224,3 +244,11 @@ class FaultInjector:
         sim.note(f"group {rep.group}: node {node.node_id} deletes its log up to {index}")
         rep.storage.delete_prefix(index)
         return True
+
+
+def _repairing(rep: Replica) -> bool:
+    """Repairing now, or would be after a restart (the end of a repair not yet durable)."""
+    if rep.retired:
+        return False
+    hs = rep.storage.durable.hard_state
+    return (rep.raft is not None and rep.raft.repairing) or (hs is not None and hs.repairing)

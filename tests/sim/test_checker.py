@@ -160,11 +160,21 @@ def test_leader_completeness() -> None:
 def test_committed_entry_stays_out_of_reach_of_logs_lacking_it() -> None:
     # (5, term 3) committed on nodes 1 and 2; node 3 lacks it. Safe while both holders' logs
     # are more up to date than node 3's.
-    replay([("commit_safe", G, 5, 3, [(1, True, 3, 6), (2, True, 3, 5), (3, False, 2, 9)])])
+    replay([("commit_safe", G, 5, 3, [(1, True, 3, 6, False), (2, True, 3, 5, False),
+                                      (3, False, 2, 9, False)])])
     # figure 8: the entry is of an old term (1); node 2 holds it as its last entry and node 3
     # has a later term: nodes 2 and 3 elect node 3, which overwrites index 5
     fires(ck.COMMITTED_UNSAFE, [
-        ("commit_safe", G, 5, 1, [(1, True, 4, 6), (2, True, 1, 5), (3, False, 3, 5)]),
+        ("commit_safe", G, 5, 1, [(1, True, 4, 6, False), (2, True, 1, 5, False),
+                                  (3, False, 3, 5, False)]),
+    ])
+    # a repairing node (damage cut the entry it acknowledged) abstains: node 3 cannot gather
+    # a quorum without it, so the commit is safe; were node 2 voting, it would not be
+    replay([("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, False, 3, 2, True),
+                                      (3, False, 3, 4, False)])])
+    fires(ck.COMMITTED_UNSAFE, [
+        ("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, False, 3, 2, False),
+                                  (3, False, 3, 4, False)]),
     ])
 
 

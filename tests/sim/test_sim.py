@@ -16,7 +16,7 @@ import pytest
 from broker.raft.core import RaftNode
 from broker.raft.messages import Ready
 from tests.sim import checker as ck
-from tests.sim.broken import BrokenCommitNode
+from tests.sim.broken import BrokenCommitNode, VotesWhileRepairingNode
 from tests.sim.cluster import Simulation
 from tests.sim.node import PERSIST_BEFORE_SEND
 from tests.sim.runner import format_failure, run_seed, run_seeds
@@ -117,6 +117,20 @@ def test_catches_a_commit_rule_that_counts_earlier_terms() -> None:
     assert failure in SAFETY, failure
     # the same seed passes with the real rule: the failure is the broken rule's doing
     assert run_seed(seed, steps=STEPS, nodes=3, groups=1, force=FIGURE8_FAULTS).failure is None
+
+
+def test_catches_a_repairing_node_that_votes() -> None:
+    """A replica whose damaged log was cut must not vote until its repair ends: one that does
+    helps elect leaders lacking entries it had acknowledged. Most seeds with forced damage show
+    it; the same seed passes with the real core."""
+    force = ("damage", "crash")
+    for seed in range(200):
+        result = run_seed(seed, steps=STEPS, nodes=3, groups=1, force=force,
+                          factory=VotesWhileRepairingNode)
+        if result.failure is not None:
+            break
+    assert result.failure in SAFETY, "no seed caught a repairing node that votes"
+    assert run_seed(seed, steps=STEPS, nodes=3, groups=1, force=force).failure is None
 
 
 class _SendsBeforePersist(RaftNode):

@@ -28,6 +28,7 @@ MESSAGES = [
     ),
     AppendResponse(src=3, dst=1, term=9, success=False, index=4, hint_index=2, hint_term=5),
     AppendResponse(src=3, dst=1, term=9, success=True, index=7),
+    AppendResponse(src=3, dst=1, term=9, success=False, index=7, hint_index=3, repairing=True),
     Heartbeat(src=1, dst=2, term=3, commit=99),
     HeartbeatResponse(src=2, dst=1, term=3),
     TimeoutNow(src=1, dst=2, term=3),

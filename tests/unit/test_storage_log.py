@@ -614,3 +614,27 @@ def test_hard_state_keeps_conf_index_and_reads_older_files() -> None:
     assert decode_hard_state(encode_hard_state(hs)) == hs
     older = HardState(term=4, vote=2, commit=9, conf=hs.conf)  # conf_index defaults to 0
     assert decode_hard_state(encode_hard_state(older)) == older
+
+
+def test_hard_state_keeps_the_repair_marks_and_reads_files_without_them() -> None:
+    import struct
+
+    from broker.raft.messages import ConfState, HardState
+    from broker.storage.format import decode_hard_state, encode_hard_state
+
+    conf = ConfState(voters=frozenset({1, 2, 3}))
+    hs = HardState(term=4, vote=2, commit=9, conf=conf, conf_index=3, repair_index=40,
+                   repair_term=4)
+    assert decode_hard_state(encode_hard_state(hs)) == hs and hs.repairing
+    # a file written before the repair fields: the same bytes without them, CRC redone
+    body = encode_hard_state(dataclass_replace(hs, repair_index=0, repair_term=0))[:-4 - 16]
+    from crc32c import crc32c
+    old_file = body + struct.pack(">I", crc32c(body))
+    back = decode_hard_state(old_file)
+    assert back == HardState(term=4, vote=2, commit=9, conf=conf, conf_index=3)
+    assert not back.repairing
+
+
+def dataclass_replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+    return dataclasses.replace(obj, **changes)

@@ -26,7 +26,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from broker.raft.messages import Entry, EntryKind
+from broker.raft.messages import ConfState, Entry, EntryKind, HardState
 from broker.raft.storage import MemoryStorage
 from broker.storage import LogConfig, LogCorruptionError, PartitionLog
 from broker.storage.format import ENTRY_HEADER_BYTES, SEGMENT_HEADER_BYTES
@@ -86,6 +86,11 @@ class LogMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="storage-props-"))
         self.model = Model()
         self.log = self._open()
+        # A replica always has a hard state: with it, damage found on open is cut and marked for
+        # repair instead of refused (commit 0: the cut may go anywhere above the synced part).
+        self.log.set_hard_state(HardState(term=0, vote=0, commit=0,
+                                          conf=ConfState(voters=frozenset({1}))))
+        self.log.sync()
 
     def _open(self) -> PartitionLog:
         log = PartitionLog(self.dir, LogConfig(**CONFIG))
@@ -189,12 +194,14 @@ class LogMachine(RuleBasedStateMachine):
             if size > info.durable_bytes:  # unsynced bytes: any prefix of them may survive
                 cut = data.draw(st.integers(info.durable_bytes, size), label="cut")
                 os.truncate(info.path, cut)
-        if flip_last_entry:
-            self._flip_unsynced_last_entry(segments, data)
+        flipped = flip_last_entry and self._flip_unsynced_last_entry(segments, data)
         self.log = self._open()
+        # An unsynced entry that survived whole but with other bytes cannot be told from one
+        # damaged after it was synced: it is cut and the log marked for repair either way.
+        assert self.log.damage is None or flipped, self.log.damage
         self._check_recovered()
 
-    def _flip_unsynced_last_entry(self, segments: list[Any], data: st.DataObject) -> None:
+    def _flip_unsynced_last_entry(self, segments: list[Any], data: st.DataObject) -> bool:
         for info in reversed(segments):
             size = os.path.getsize(info.path)
             if size <= SEGMENT_HEADER_BYTES:
@@ -207,7 +214,9 @@ class LogMachine(RuleBasedStateMachine):
                     byte = f.read(1)
                     f.seek(at)
                     f.write(bytes([byte[0] ^ 0x01]))
-            return
+                return True
+            return False
+        return False
 
     def _check_recovered(self) -> None:
         m, log = self.model, self.log
@@ -274,25 +283,38 @@ TestLogMachine.settings = settings(max_examples=40, stateful_step_count=25, dead
 @given(shape=st.lists(st.tuples(kinds, st.integers(1, 3), st.integers(0, 80), st.integers(0, 9)),
                       min_size=1, max_size=30),
        pick=st.floats(0, 1, exclude_max=True), which=st.floats(0, 1, exclude_max=True))
-def test_a_flipped_byte_is_cut_as_torn_or_refused(tmp_path_factory: pytest.TempPathFactory,
-                                                  shape: list[Any], pick: float, which: float) -> None:
+def test_a_flipped_byte_is_cut_as_torn_or_repaired(tmp_path_factory: pytest.TempPathFactory,
+                                                   shape: list[Any], pick: float, which: float) -> None:
+    """Wherever a bit flips, the log keeps exactly the entries before the damaged one. Only a
+    flip in the last entry's length (which a torn write also explains) passes for torn; every
+    other flip marks the hard state for repair. Without a hard state, damage is refused."""
     directory = tmp_path_factory.mktemp("flip")
     written = make_entries(1, 1, shape, 0, seed=0)
+    conf = ConfState(voters=frozenset({1, 2, 3}))
     with PartitionLog(directory, LogConfig(**CONFIG)) as log:
         log.append(written)
+        log.set_hard_state(HardState(term=9, vote=1, commit=len(written), conf=conf))
     paths = sorted(directory.glob("*.log"))
-    path = paths[int(which * len(paths))]
-    size = os.path.getsize(path)
-    at = int(pick * size)
+    k = int(which * len(paths))
+    path = paths[k]
+    at = int(pick * os.path.getsize(path))
     positions = _entry_positions(path)
+    before = sum(len(_entry_positions(p)) for p in paths[:k])
+    victim = before + sum(1 for q in positions if q <= at) - (1 if at >= SEGMENT_HEADER_BYTES
+                                                               and positions else 0)
+    if at < SEGMENT_HEADER_BYTES:
+        victim = before
     data = bytearray(path.read_bytes())
     data[at] ^= 0x10
     path.write_bytes(bytes(data))
-    torn = path == paths[-1] and positions and at >= positions[-1]
-    if torn:
-        with PartitionLog(directory, LogConfig(**CONFIG)) as log:
-            log.check_invariants()
-            assert log.entries(1, log.last_index() + 1, 1 << 40) == written[:-1]
-    else:
-        with pytest.raises(LogCorruptionError):
-            PartitionLog(directory, LogConfig(**CONFIG))
+    in_last_length = (k == len(paths) - 1 and bool(positions)
+                      and positions[-1] + 4 <= at < positions[-1] + 8)
+    with PartitionLog(directory, LogConfig(**CONFIG)) as log:
+        log.check_invariants()
+        assert log.entries(1, log.last_index() + 1, 1 << 40) == written[:victim]
+        hs = log.initial_state()
+        assert hs is not None and hs.commit == min(len(written), victim)
+        if log.damage is None:
+            assert in_last_length and not hs.repairing
+        else:
+            assert hs.repairing and (hs.term, hs.vote) == (9, 1)

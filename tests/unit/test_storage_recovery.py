@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker.raft.messages import Entry
+from broker.raft.messages import ConfState, Entry, HardState
 from broker.storage import LogConfig, LogCorruptionError, PartitionLog
 from broker.storage.format import (
     ENTRY_HEADER_BYTES,
@@ -26,6 +26,7 @@ from broker.storage.format import (
 from tests.unit.test_storage_batches import Feed
 
 ROOT = Path(__file__).resolve().parents[2]
+CONF = ConfState(voters=frozenset({1, 2, 3}))
 SMALL: dict[str, Any] = dict(segment_bytes_max=2048, segment_jitter_bytes_max=0,
                              index_interval_bytes=256)
 
@@ -101,64 +102,116 @@ def test_zeros_after_the_last_entry_are_a_torn_write(tmp_path: Path) -> None:
         assert all_entries(log) == entries
 
 
-@pytest.mark.parametrize("field_at", [0, 4, 8, 16, 24, 30, -1],
-                         ids=["crc", "length", "index", "term", "kind", "payload", "last-byte"])
-def test_a_flipped_byte_in_the_last_entry_is_a_torn_write(tmp_path: Path, field_at: int) -> None:
+def test_a_flipped_length_in_the_last_entry_is_a_torn_write(tmp_path: Path) -> None:
+    """The one ambiguous case: a length running past the file is what a torn write leaves."""
     entries = written_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    flip(last, entry_positions(last)[-1] + 6)
+    with open_log(tmp_path) as log:
+        assert all_entries(log) == entries[:-1]
+        assert log.damage is None and not log.initial_state()
+
+
+def marked_log(path: Path, commit: int = 25, n: int = 30) -> list[Entry]:
+    """written_log with a hard state (term 1, commit `commit`), as a replica has."""
+    entries = Feed().run(1, n, 1, value_bytes=50)
+    with open_log(path) as log:
+        log.append(entries)
+        log.set_hard_state(HardState(term=1, vote=2, commit=commit, conf=CONF))
+    return entries
+
+
+def assert_repaired(path: Path, entries: list[Entry], keep: int, commit: int = 25) -> None:
+    """The log kept entries[:keep], marked its hard state `repairing`, commit lowered."""
+    with open_log(path) as log:
+        assert all_entries(log) == entries[:keep]
+        assert log.damage is not None
+        hs = log.initial_state()
+        assert hs is not None and hs.repairing and hs.term == 1 and hs.vote == 2
+        assert hs.commit == min(commit, keep)
+        log.append([Feed(next_offset=keep).data(keep + 1, 2)])  # the repair refetches from here
+    with open_log(path) as log:  # the cut and the mark are durable; nothing else is damaged
+        assert log.damage is None and log.last_index() == keep + 1
+        hs = log.initial_state()
+        assert hs is not None and hs.repairing
+
+
+@pytest.mark.parametrize("field_at", [0, 8, 16, 24, 30, -1],
+                         ids=["crc", "index", "term", "kind", "payload", "last-byte"])
+def test_a_flipped_byte_in_the_last_whole_entry_is_damage(tmp_path: Path, field_at: int) -> None:
+    """A whole entry whose CRC fails was written whole: its bytes changed afterwards, and the
+    entry may have been acknowledged. Cut and marked for repair, never taken for torn."""
+    entries = marked_log(tmp_path)
     last = segment_paths(tmp_path)[-1]
     start = entry_positions(last)[-1]
     flip(last, start + field_at if field_at >= 0 else os.path.getsize(last) - 1)
-    with open_log(tmp_path) as log:
-        assert all_entries(log) == entries[:-1]
+    assert_repaired(tmp_path, entries, len(entries) - 1)
 
 
-@pytest.mark.parametrize("field_at", [0, 4, 5, 8, 16, 24, 30],
-                         ids=["crc", "length-high", "length", "index", "term", "kind", "payload"])
-def test_a_flipped_byte_before_valid_entries_is_corruption(tmp_path: Path, field_at: int) -> None:
+def test_damage_without_a_hard_state_is_refused(tmp_path: Path) -> None:
     written_log(tmp_path)
     last = segment_paths(tmp_path)[-1]
-    victim = entry_positions(last)[-2]
-    flip(last, victim + field_at)
+    victim = entry_positions(last)[-1]
+    flip(last, victim + 30)
     with pytest.raises(LogCorruptionError) as info:
         PartitionLog(tmp_path, LogConfig(**SMALL))
     assert info.value.path == str(last) and info.value.position == victim
 
 
-@pytest.mark.parametrize("which", [0, -1], ids=["first-entry", "last-entry"])
-def test_a_flipped_byte_in_a_sealed_segment_is_corruption(tmp_path: Path, which: int) -> None:
-    written_log(tmp_path)
-    sealed = segment_paths(tmp_path)[0]
-    victim = entry_positions(sealed)[which]
-    flip(sealed, victim + 30)
-    with pytest.raises(LogCorruptionError) as info:
-        PartitionLog(tmp_path, LogConfig(**SMALL))
-    assert info.value.path == str(sealed) and info.value.position == victim
-
-
-def test_a_torn_sealed_segment_is_corruption(tmp_path: Path) -> None:
-    written_log(tmp_path)
-    sealed = segment_paths(tmp_path)[0]
-    cut(sealed, os.path.getsize(sealed) - 3)
-    with pytest.raises(LogCorruptionError):
-        PartitionLog(tmp_path, LogConfig(**SMALL))
-
-
-def test_a_bad_segment_header_is_corruption(tmp_path: Path) -> None:
-    written_log(tmp_path)
+@pytest.mark.parametrize("field_at", [0, 4, 5, 8, 16, 24, 30],
+                         ids=["crc", "length-high", "length", "index", "term", "kind", "payload"])
+def test_a_flipped_byte_before_valid_entries_is_cut_and_repaired(tmp_path: Path,
+                                                                 field_at: int) -> None:
+    entries = marked_log(tmp_path)
     last = segment_paths(tmp_path)[-1]
-    flip(last, 10)
-    with pytest.raises(LogCorruptionError) as info:
-        PartitionLog(tmp_path, LogConfig(**SMALL))
-    assert info.value.position == 0
+    victim_index = len(entries) - 1  # the second-to-last entry
+    flip(last, entry_positions(last)[-2] + field_at)
+    assert_repaired(tmp_path, entries, victim_index - 1)
 
 
-def test_a_missing_middle_segment_is_corruption(tmp_path: Path) -> None:
-    written_log(tmp_path)
+@pytest.mark.parametrize("which", [0, -1], ids=["first-entry", "last-entry"])
+def test_a_flipped_byte_in_a_sealed_segment_cuts_every_later_segment(tmp_path: Path,
+                                                                     which: int) -> None:
+    entries = marked_log(tmp_path)
+    paths = segment_paths(tmp_path)
+    sealed = paths[0]
+    positions = entry_positions(sealed)
+    flip(sealed, positions[which] + 30)
+    keep = (which % len(positions))  # entries before the victim in the first segment
+    assert_repaired(tmp_path, entries, keep)
+    assert all(not p.exists() for p in paths[1:])
+
+
+def test_a_bad_segment_header_drops_that_segment_on(tmp_path: Path) -> None:
+    entries = marked_log(tmp_path)
+    paths = segment_paths(tmp_path)
+    flip(paths[1], 10)
+    keep = len(entry_positions(paths[0]))
+    assert_repaired(tmp_path, entries, keep)
+
+
+def test_a_missing_middle_segment_is_cut_and_repaired(tmp_path: Path) -> None:
+    entries = marked_log(tmp_path)
     paths = segment_paths(tmp_path)
     assert len(paths) >= 3
     paths[1].unlink()
-    with pytest.raises(LogCorruptionError):
+    assert_repaired(tmp_path, entries, len(entry_positions(paths[0])))
+
+
+def test_a_damaged_first_entry_leaves_an_empty_log(tmp_path: Path) -> None:
+    entries = marked_log(tmp_path)
+    first = segment_paths(tmp_path)[0]
+    flip(first, entry_positions(first)[0] + 30)
+    assert_repaired(tmp_path, entries, 0)
+
+
+def test_a_torn_sealed_segment_is_damage(tmp_path: Path) -> None:
+    written_log(tmp_path)
+    sealed = segment_paths(tmp_path)[0]
+    cut(sealed, os.path.getsize(sealed) - 3)
+    with pytest.raises(LogCorruptionError):  # no hard state here: refused, nothing cut
         PartitionLog(tmp_path, LogConfig(**SMALL))
+    assert os.path.getsize(sealed) > 0 and len(segment_paths(tmp_path)) > 1
 
 
 def test_half_created_trailing_segments_are_removed(tmp_path: Path) -> None:

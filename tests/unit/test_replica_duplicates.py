@@ -1,0 +1,98 @@
+"""A partition leader answers an idempotent producer's retry with the original's offset, but
+never before the original is committed: a retry that reaches a leader whose first copy is still
+uncommitted (a paused leader resuming, a slow quorum) must not acknowledge a write that a lost
+leadership can still truncate.
+
+The leader here is a real Replica over a real PartitionLog and RaftNode (voters 1, 2, 3); the
+test plays the two followers by stepping their messages into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from broker.raft.core import RaftNode
+from broker.raft.messages import AppendResponse, ConfState, HardState, Heartbeat, VoteResponse
+from broker.replica.partition import AppendResult, Replica
+from broker.storage import PartitionLog
+from broker.wire.errors import KafkaError
+from broker.wire.records import Record, encode_batch, read_batch_header
+
+
+def _drive(replica: Replica) -> None:
+    node = replica.node
+    while node.has_ready():
+        rd = node.ready()
+        replica.write(rd)
+        replica.log.sync()
+        replica.finish(rd)
+        node.advance(rd)
+
+
+def _leader(tmp_path: Path) -> Replica:
+    log = PartitionLog(tmp_path)
+    log.set_hard_state(HardState(term=0, vote=0, commit=0,
+                                 conf=ConfState(voters=frozenset({1, 2, 3}))))
+    node = RaftNode(node_id=1, storage=log, rng=random.Random(1))
+    replica = Replica(group_id=5, topic="t", partition=0, node=node, log=log)
+    node.campaign()
+    _drive(replica)
+    node.step(VoteResponse(src=2, dst=1, term=node.term + 1, granted=True, pre_vote=True))
+    _drive(replica)
+    node.step(VoteResponse(src=2, dst=1, term=node.term, granted=True))
+    _drive(replica)
+    node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=node.last_index))
+    _drive(replica)
+    assert replica.leader_ready
+    return replica
+
+
+def _batch() -> tuple[bytearray, object]:
+    raw = bytearray(encode_batch([Record(b"k", b"v", [], 1_700_000_000_000)], producer_id=7, producer_epoch=0,
+                                 base_sequence=0))
+    return raw, read_batch_header(raw)
+
+
+def _send(replica: Replica) -> asyncio.Future[AppendResult] | AppendResult:
+    raw, header = _batch()
+    return replica.append(raw, header, -1)  # type: ignore[arg-type]
+
+
+def test_a_retry_of_an_uncommitted_batch_waits_for_the_commit(tmp_path: Path) -> None:
+    async def run() -> None:
+        replica = _leader(tmp_path)
+        first = _send(replica)
+        _drive(replica)
+        retry = _send(replica)
+        assert isinstance(first, asyncio.Future) and isinstance(retry, asyncio.Future)
+        assert not retry.done(), "a retry was acknowledged before its original was committed"
+        node = replica.node
+        node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=node.last_index))
+        _drive(replica)
+        assert first.result() == retry.result()
+        again = _send(replica)  # committed now: answered at once, same offset
+        assert again == first.result()
+        assert replica.log.last_index() == node.last_index  # the retries appended nothing
+
+    asyncio.run(run())
+
+
+def test_a_retry_fails_with_its_original_when_leadership_is_lost(tmp_path: Path) -> None:
+    async def run() -> None:
+        replica = _leader(tmp_path)
+        first = _send(replica)
+        _drive(replica)
+        retry = _send(replica)
+        node = replica.node
+        node.step(Heartbeat(src=3, dst=1, term=node.term + 1, commit=0))  # a new leader
+        _drive(replica)
+        for fut in (first, retry):
+            assert isinstance(fut, asyncio.Future)
+            with pytest.raises(KafkaError):
+                fut.result()
+
+    asyncio.run(run())
