@@ -20,8 +20,8 @@ and the bus goes on. Frames below the zero-copy threshold are handed over as byt
 ones as memoryviews of the received ZeroMQ frame.
 
 A restarted peer takes its routing id over at once (ROUTER_HANDOVER). The connection it
-replaces, if still open, is cut off from the ROUTER and goes quiet until the heartbeat
-timeout closes it; two live nodes configured with one id would take turns in this way.
+replaces, if still open, is cut off from the ROUTER and goes quiet until TCP keepalive
+closes it; two live nodes configured with one id would take turns in this way.
 
 Ordering: messages to one peer arrive in send order, minus drops (TCP, one connection, one
 envelope per turn). There is no ordering between peers and no retransmission: Raft recovers.

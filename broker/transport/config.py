@@ -42,8 +42,13 @@ class TransportConfig:
     reconnect_ivl_max_ms: int = 2000  # reconnect backoff doubles up to this
     connect_timeout_ms: int = 2000  # a TCP connect that hangs is abandoned and retried
     handshake_ivl_ms: int = 5000  # a connection that does not finish the ZMTP handshake is closed
-    heartbeat_ivl_ms: int = 1000  # ZMTP PING on idle connections; 0 disables heartbeats
-    heartbeat_timeout_ms: int = 3000  # no traffic for this long closes the connection
+    # Dead connections (peer host gone, no FIN) are found by TCP, not by ZMTP heartbeats (see
+    # broker.transport.sockets for why): keepalive probes find an idle one, and a connection
+    # whose sent data or zero-window probes stay unacknowledged this long is aborted.
+    tcp_keepalive_idle_s: int = 1  # silence before the first keepalive probe
+    tcp_keepalive_interval_s: int = 1  # between unanswered probes
+    tcp_keepalive_probes: int = 3  # unanswered probes that close an idle connection
+    tcp_user_timeout_ms: int = 3000  # TCP_USER_TIMEOUT (ZMQ_TCP_MAXRT)
     zero_copy_bytes_min: int = 64 << 10  # frames at least this large are sent and handed over uncopied
     recv_batch_envelopes_max: int = 64  # envelopes handled per reader wake-up before yielding
     # Deliver messages from node ids that are not peers (yet): a broker joining the cluster
@@ -66,8 +71,9 @@ class TransportConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise TransportConfigError(f"{f.name}: expected an integer >= 0, got {value!r}")
-            if value == 0 and not f.name.startswith("heartbeat_"):
-                raise TransportConfigError(f"{f.name}: must be > 0 (0 would mean unbounded)")
+            if value == 0:
+                raise TransportConfigError(f"{f.name}: must be > 0 (0 would mean unbounded or "
+                                          "the system default)")
         self._check_send_fits_receive()
 
     def _check_send_fits_receive(self) -> None:

@@ -37,13 +37,35 @@ MONITOR_EVENTS = (
 def _common(sock: zmq.Socket[bytes], host: str, config: TransportConfig) -> None:
     sock.setsockopt(zmq.LINGER, 0)  # closing never waits for unsent envelopes
     sock.setsockopt(zmq.HANDSHAKE_IVL, config.handshake_ivl_ms)
-    if config.heartbeat_ivl_ms:
-        # Detect dead connections (peer host gone, no FIN) so IMMEDIATE stops queueing to them.
-        sock.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ivl_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, config.heartbeat_timeout_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TTL, config.heartbeat_timeout_ms)
+    _detect_dead_peers(sock, config)
     if host.startswith("["):
         sock.setsockopt(zmq.IPV6, 1)
+
+
+def _detect_dead_peers(sock: zmq.Socket[bytes], config: TransportConfig) -> None:
+    """Close connections to a peer that is gone without a FIN (host down, cable cut, process
+    stopped), so IMMEDIATE stops queueing to it and the DEALER reconnects.
+
+    This is done by the kernel, never by ZMTP heartbeats (ZMQ_HEARTBEAT_IVL/TTL/TIMEOUT stay
+    0 on every socket of the bus, and no node sends PINGs). libzmq 4.3.5 aborts the whole
+    process on them: once the ROUTER's receive HWM has stopped a connection's input and that
+    connection then fails, the engine only marks it broken (`_io_error`) until the
+    application drains the queue; a heartbeat timer firing meanwhile, or a PING still in its
+    input buffer, calls `out_event()`, which asserts `!_io_error`
+    (src/stream_engine_base.cpp:310). A broker resumed after a pause under load hit this in
+    1-2 s. The kernel's timeouts close such connections through the read path, which defers
+    the teardown to the drain correctly.
+
+    Keepalive probes catch an idle connection whose peer is gone; TCP_USER_TIMEOUT (libzmq's
+    ZMQ_TCP_MAXRT on Linux) catches one whose sent data or zero-window probes stay
+    unanswered, which keepalive never probes. Peers that are up but silent are the owner's
+    concern: the brokers' own heartbeats find them.
+    """
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, config.tcp_keepalive_idle_s)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, config.tcp_keepalive_interval_s)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, config.tcp_keepalive_probes)
+    sock.setsockopt(zmq.TCP_MAXRT, config.tcp_user_timeout_ms)
 
 
 def make_router(ctx: zmq.Context[zmq.Socket[bytes]], host: str, port: int,

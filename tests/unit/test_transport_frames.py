@@ -155,8 +155,14 @@ def test_invalid_config_raises_a_typed_error(changes: dict[str, object]) -> None
         TransportConfig(**fields)  # type: ignore[arg-type]
 
 
-def test_heartbeats_may_be_disabled() -> None:
-    TransportConfig(node_id=1, listen="127.0.0.1:0", heartbeat_ivl_ms=0, heartbeat_timeout_ms=0)
+@pytest.mark.parametrize(
+    "name", ["tcp_keepalive_idle_s", "tcp_keepalive_interval_s", "tcp_keepalive_probes",
+             "tcp_user_timeout_ms"],
+)
+def test_dead_peer_detection_cannot_be_disabled(name: str) -> None:
+    # 0 would leave a dead peer's connection open for the kernel default (minutes to hours).
+    with pytest.raises(TransportConfigError):
+        TransportConfig(node_id=1, listen="127.0.0.1:0", **{name: 0})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
