@@ -1,7 +1,7 @@
 """`raftlog bench failover`: leader kills under a steady produce load, then a safety check.
 
     raftlog bench failover [--seconds 30] [--partitions 3] [--rate 2000] [--batch-records 10]
-                           [--json PATH] [--plot PATH]
+                           [--json PATH] [--plot PATH] [--peer nats [--peer-only]]
 
 Starts a local 3-broker cluster, creates a topic (replication factor 3) and writes to every
 partition at `--rate` records/s in all (acks=all, small batches, two requests in flight per
@@ -13,6 +13,10 @@ acknowledged record was lost or duplicated.
 Reported: per kill, the unavailability of each partition the victim led (from the signal to the
 first acknowledged write on that partition sent after it), produce throughput, p99 latency and
 failed requests per second (JSON, and a PNG with the kills marked when matplotlib is there).
+
+With `--peer nats` the same schedule then runs against NATS JetStream R3 (benchmarks.failover_nats,
+which kills the stream leader's nats-server) and the report adds both windows and their ratio
+(ours over NATS's: below 1 means raftlog recovers faster).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from broker.wire.errors import ErrorCode
 from broker.wire.kafka import ApiKey
 from broker.wire.records import Record, decode_batches, encode_batch
 
-__all__ = ["main", "run_failover", "FailoverConfig"]
+__all__ = ["main", "run_failover", "FailoverConfig", "History", "unavailability_windows",
+           "timeline_rows", "SCHEDULE", "WRITERS_PER_PARTITION"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 WRITERS_PER_PARTITION = 2
@@ -59,7 +64,7 @@ class FailoverConfig:
 
 
 @dataclass(slots=True)
-class _History:
+class History:
     start_wall_s: float
     timeline: Timeline
     acked: list[Ack] = field(default_factory=list)
@@ -75,7 +80,7 @@ class _Load:
     """Writers that never re-send a value: a failed request's values are left as unknown."""
 
     def __init__(self, cluster: ClusterClient, topic: str, config: FailoverConfig,
-                 history: _History, stop_wall_s: float) -> None:
+                 history: History, stop_wall_s: float) -> None:
         self.cluster, self.topic, self.config, self.history = cluster, topic, config, history
         self.stop_wall_s = stop_wall_s
         self.padding = b"x" * max(0, config.record_bytes - 24)
@@ -147,7 +152,7 @@ async def _leaders(cluster: ClusterClient, topic: str, partitions: int) -> dict[
 
 
 async def _faults(dev: Any, cluster: ClusterClient, topic: str, config: FailoverConfig,
-                  history: _History) -> None:
+                  history: History) -> None:
     down: int | None = None
     for action, fraction in SCHEDULE:
         at_wall = history.start_wall_s + fraction * config.seconds
@@ -181,7 +186,7 @@ def _wait_exit(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _windows(history: _History) -> list[dict[str, Any]]:
+def unavailability_windows(history: History) -> list[dict[str, Any]]:
     """Per kill or stop: for each partition the victim led, the time from the signal to the
     first acknowledged write on it that was sent after the signal (None: none came)."""
     out = []
@@ -248,8 +253,8 @@ async def _scenario(dev: Any, config: FailoverConfig) -> dict[str, Any]:
     async with ClusterClient(dev.bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS) as cluster:
         await cluster.wait_for_topic(topic, timeout_ms=30_000)
         start = time.time()
-        history = _History(start_wall_s=start,
-                           timeline=Timeline(start_wall_s=start, seconds_max=int(config.seconds) + 30))
+        history = History(start_wall_s=start,
+                          timeline=Timeline(start_wall_s=start, seconds_max=int(config.seconds) + 30))
         load = _Load(cluster, topic, config, history, start + config.seconds)
         period_s = config.batch_records * config.partitions * WRITERS_PER_PARTITION / config.rate_per_s
         writers = [load.writer(p, period_s) for p in range(config.partitions)
@@ -266,16 +271,16 @@ async def _scenario(dev: Any, config: FailoverConfig) -> dict[str, Any]:
                     "failed_requests": history.errors,
                     "records_per_s": round(check.acked / elapsed, 1),
                     "latency_ms": latency_summary_ms(history.latency)},
-        "faults": _windows(history),
+        "faults": unavailability_windows(history),
         "events": [{k: v for k, v in e.items() if k != "wall_s"} for e in history.events],
         "check": {"ok": check.ok, "acked": check.acked, "read": check.read, "lost": check.lost,
                   "duplicates": check.duplicates, "unexpected": check.unexpected,
                   "examples": list(check.examples)},
-        "timeline": _rows(history.timeline),
+        "timeline": timeline_rows(history.timeline),
     }
 
 
-def _rows(timeline: Timeline) -> list[dict[str, Any]]:
+def timeline_rows(timeline: Timeline) -> list[dict[str, Any]]:
     last = max(timeline.buckets, default=-1)
     rows = []
     for s in range(last + 1):
@@ -316,7 +321,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-bytes", type=int, default=100)
     p.add_argument("--json", dest="json_path", metavar="PATH")
     p.add_argument("--plot", dest="plot_path", metavar="PATH")
+    p.add_argument("--peer", choices=("nats",), help="also run the scenario against this peer")
+    p.add_argument("--peer-only", action="store_true", help="run only the peer (with --peer)")
     return p
+
+
+def window_ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
+    """Per fault kind (kill, term): our worst window over the peer's (None: one is missing)."""
+    def worst(r: dict[str, Any], action: str) -> float | None:
+        known = [f["unavailable_s_max"] for f in r["faults"]
+                 if f["action"] == action and f["unavailable_s_max"] is not None]
+        return max(known) if known else None
+
+    out: dict[str, float | None] = {}
+    for action in ("kill", "term"):
+        a, b = worst(ours, action), worst(peer, action)
+        out[f"{action}_unavailable_s"] = round(a / b, 3) if a is not None and b else None
+    return out
+
+
+def _plot(path: str, title: str, result: dict[str, Any]) -> None:
+    marks = [(e["at_s"], f"{e['action']} {e['broker']}") for e in result["events"]
+             if e.get("broker") is not None]
+    problem = plot_timeline(path, f"{title} ({result['started_at']})", result["timeline"],
+                            marks=marks)
+    print(problem or f"chart written to {path}", file=sys.stderr if problem else sys.stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,25 +355,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("raftlog bench failover: need 4 <= --seconds <= 3600, 1 <= --partitions <= 100, "
               "--rate > 0, 1 <= --batch-records <= 10000, 24 <= --record-bytes", file=sys.stderr)
         return EXIT_USAGE
+    if args.peer_only and not args.peer:
+        print("raftlog bench failover: --peer-only needs --peer", file=sys.stderr)
+        return EXIT_USAGE
     config = FailoverConfig(seconds=args.seconds, partitions=args.partitions, rate_per_s=args.rate,
                             batch_records=args.batch_records, record_bytes=args.record_bytes)
     try:
-        result = run_failover(config)
+        result = None if args.peer_only else run_failover(config)
+        peer = _run_peer(config) if args.peer else None
     except (OSError, RuntimeError, ClientError, KafkaError) as e:
         print(f"raftlog bench failover: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    print(format_report(result))
+    if result is not None:
+        print(format_report(result))
+    if peer is not None:
+        from benchmarks.failover_nats import format_nats_report
+
+        print(format_nats_report(peer))
+    combined = _combine(result, peer)
+    if "ratios" in combined:
+        print("  raftlog / NATS unavailability (below 1 favours raftlog; target at most 0.5): "
+              + ", ".join(f"{k} {'n/a' if v is None else v}"
+                          for k, v in combined["ratios"].items()))
+    _write(args, result, peer, combined)
+    return EXIT_OK if result is None or result["check"]["ok"] else EXIT_FAILURE
+
+
+def _run_peer(config: FailoverConfig) -> dict[str, Any]:
+    from benchmarks.failover_nats import run_nats_failover
+    from benchmarks.peer_nats import nats_missing
+
+    problem = nats_missing()
+    if problem:
+        raise RuntimeError(f"--peer nats: {problem}")
+    try:
+        return run_nats_failover(config)
+    except (OSError, RuntimeError):
+        raise
+    except Exception as e:  # a nats-py error: one line, no traceback
+        raise RuntimeError(f"NATS failover: {type(e).__name__}: {e}") from e
+
+
+def _combine(result: dict[str, Any] | None, peer: dict[str, Any] | None) -> dict[str, Any]:
+    if result is None:
+        assert peer is not None
+        return peer
+    if peer is None:
+        return result
+    return result | {"peer": {"nats": peer}, "ratios": window_ratios(result, peer)}
+
+
+def _write(args: argparse.Namespace, result: dict[str, Any] | None, peer: dict[str, Any] | None,
+           combined: dict[str, Any]) -> None:
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.json_path).write_text(json.dumps(combined, indent=2) + "\n")
         print(f"results written to {args.json_path}")
-    if args.plot_path:
-        marks = [(e["at_s"], f"{e['action']} {e['broker']}") for e in result["events"]
-                 if e.get("broker") is not None]
-        problem = plot_timeline(args.plot_path, f"raftlog failover ({result['started_at']})",
-                                result["timeline"], marks=marks)
-        print(problem or f"chart written to {args.plot_path}",
-              file=sys.stderr if problem else sys.stdout)
-    return EXIT_OK if result["check"]["ok"] else EXIT_FAILURE
+    if not args.plot_path:
+        return
+    if result is not None:
+        _plot(args.plot_path, "raftlog failover", result)
+    if peer is not None:
+        from benchmarks.failover_nats import plot_path_for_peer
+
+        path = args.plot_path if result is None else plot_path_for_peer(args.plot_path)
+        _plot(path, "NATS JetStream R3 failover", peer)
 
 
 if __name__ == "__main__":

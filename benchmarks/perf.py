@@ -2,6 +2,7 @@
 
     raftlog bench [WORKLOAD] [--records N] [--rate R|max] [--record-bytes B] [--partitions P]
                   [--acks all|1|0] [--producers N] [--consumers N] [--seconds S]
+                  [--client raftlog|kafka-python|raw] [--durability always|interval|both]
                   [--bootstrap H:P,...] [--json PATH] [--plot PATH] [--peer nats [--peer-only]]
     raftlog bench failover ...        (benchmarks.failover: leader kills under load)
 
@@ -10,13 +11,21 @@ Workloads are named after OpenMessaging Benchmark's (one topic, replication fact
 1-topic-16-partitions-100b; flags override their values. Without `--bootstrap` a local 3-broker
 cluster is started on free ports and stopped afterwards.
 
-Producers and consumers are separate processes (benchmarks.perf_load). Reported: produce
-throughput, publish latency (due time to acknowledgement; see perf_load), end-to-end latency
+Producers and consumers are separate processes. Producers go through `--client`: `raftlog`
+(the project's producer library, the default) or `kafka-python` (benchmarks.perf_clients), or
+`raw` (pre-built batches through ClusterClient: the brokers without client cost; perf_load).
+Reported: produce throughput, publish latency (due time to acknowledgement), end-to-end latency
 (due time to receipt by a consumer), consume throughput, and a per-second timeline (JSON, PNG).
 A progress line goes to stderr every second; the run ends when every record is acknowledged
 and consumed, or at `--seconds` (plus a drain allowance for consumers), whichever is first.
-With `--peer nats` the same workload then runs against a local NATS JetStream R3 cluster
-(benchmarks.peer_nats) and the report adds raftlog/NATS ratios.
+
+`--durability` picks the local cluster's fsync policy: `always` (fsync before acknowledging) or
+`interval` (fsync every second). With `--peer nats` each raftlog run is followed by the same
+workload against a local NATS JetStream R3 cluster (benchmarks.peer_nats) at the matching
+durability: fsync_policy=always against `sync_interval: always`, fsync_policy=interval against
+NATS's default (an fsync every 2 minutes); `--durability both` (the default with --peer) runs
+both pairs, and the report adds raftlog/NATS ratios per pair. With `--bootstrap` the cluster's
+policy is whatever it was started with: `--durability` only labels it (one value).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.perf_clients import CLIENTS, kafka_python_producer_main, library_producer_main
 from benchmarks.perf_load import HEADER_BYTES, WorkerSpec, consumer_main, producer_main
 from benchmarks.perf_plot import plot_timeline
 from benchmarks.perf_stats import Histogram, SecondBucket, Timeline, latency_summary_ms
@@ -42,10 +52,16 @@ from benchmarks.perf_stats import Histogram, SecondBucket, Timeline, latency_sum
 __all__ = ["WORKLOADS", "Workload", "main", "run_bench", "local_cluster", "free_base_port"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DURABILITIES = ("always", "interval")
+# the NATS sync setting that matches each raftlog fsync policy (benchmarks.peer_nats)
+NATS_SYNC = {"always": "always", "interval": "default"}
+PRODUCERS = {"raw": producer_main, "raftlog": library_producer_main,
+             "kafka-python": kafka_python_producer_main}
 DRAIN_S = 15.0  # consumers' allowance to catch up after the producers stop
 STRAGGLER_S = 30.0  # then workers still running are terminated
 QUEUE_MAX = 10_000
 PORT_ATTEMPTS = 10
+READY_TIMEOUT_S = 90.0  # brokers start slowly on a busy machine
 JOIN_S = 15.0  # for workers to exit once they have reported
 
 
@@ -88,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-bytes", type=int, default=65536)
     p.add_argument("--inflight", type=int, default=5, help="batches in flight per partition")
     p.add_argument("--compression", choices=("none", "lz4"), default="none")
+    p.add_argument("--client", choices=CLIENTS, default="raftlog",
+                   help="the producers' client: raftlog's producer library (default), "
+                        "kafka-python, or raw pre-built batches (the brokers alone)")
+    p.add_argument("--linger-ms", type=int, default=5, help="client batching delay (not raw)")
+    p.add_argument("--durability", choices=DURABILITIES + ("both",),
+                   help="raftlog fsync policy (and the NATS peer's matching sync): always, "
+                        "interval, or both (default: both with --peer, else always)")
     p.add_argument("--replication-factor", type=int, default=3)
     p.add_argument("--json", dest="json_path", metavar="PATH", help="write the results here")
     p.add_argument("--plot", dest="plot_path", metavar="PATH", help="write a PNG timeline here")
@@ -113,6 +136,8 @@ class BenchConfig:
     inflight: int
     compression: str
     replication_factor: int
+    client: str = "raftlog"
+    linger_ms: int = 5
     quiet: bool = False
 
     def describe(self) -> dict[str, Any]:
@@ -129,7 +154,8 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         rate_per_s=args.rate, acks={"all": -1, "-1": -1, "1": 1, "0": 0}[args.acks],
         producers=args.producers, consumers=args.consumers, seconds=args.seconds,
         batch_bytes=args.batch_bytes, inflight=args.inflight, compression=args.compression,
-        replication_factor=args.replication_factor, quiet=args.quiet)
+        replication_factor=args.replication_factor, client=args.client,
+        linger_ms=args.linger_ms, quiet=args.quiet)
     problems = [
         (config.partitions < 1, "--partitions must be at least 1"),
         (config.record_bytes < HEADER_BYTES, f"--record-bytes must be at least {HEADER_BYTES}"),
@@ -141,6 +167,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         (not 0 < config.seconds <= 86_400, "--seconds must be in (0, 86400]"),
         (config.inflight < 1, "--inflight must be at least 1"),
         (config.batch_bytes < config.record_bytes, "--batch-bytes must hold one record"),
+        (not 0 <= config.linger_ms <= 60_000, "--linger-ms must be in [0, 60000]"),
     ]
     for bad, message in problems:
         if bad:
@@ -159,13 +186,15 @@ def free_base_port() -> int:
 
 
 @contextmanager
-def local_cluster(brokers: int = 3) -> Iterator[Any]:
+def local_cluster(brokers: int = 3, *, fsync_policy: str = "always") -> Iterator[Any]:
     """A DevCluster of `brokers` processes in a temporary directory, stopped on exit."""
     from broker.dev import DevCluster
 
+    env = {"RAFTLOG_FSYNC_POLICY": fsync_policy}
     with tempfile.TemporaryDirectory(prefix="raftlog-bench-") as root:
         for attempt in range(PORT_ATTEMPTS):
-            cluster = DevCluster(brokers=brokers, data_dir=Path(root), base_port=free_base_port())
+            cluster = DevCluster(brokers=brokers, data_dir=Path(root), base_port=free_base_port(),
+                                 env=env)
             try:
                 cluster.start()
                 break
@@ -173,7 +202,7 @@ def local_cluster(brokers: int = 3) -> Iterator[Any]:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise
         try:
-            cluster.wait_ready()
+            cluster.wait_ready(READY_TIMEOUT_S)
             yield cluster
         finally:
             cluster.stop()
@@ -239,7 +268,8 @@ def _specs(config: BenchConfig, bootstrap: str, topic: str, start_wall_s: float)
                           record_bytes=config.record_bytes, batch_bytes_max=config.batch_bytes,
                           acks=config.acks, inflight_max=config.inflight,
                           compression=config.compression, start_wall_s=start_wall_s,
-                          deadline_wall_s=deadline, timeline_seconds_max=seconds_max)
+                          deadline_wall_s=deadline, timeline_seconds_max=seconds_max,
+                          linger_ms=config.linger_ms)
 
     return ([spec(i, config.producers, "producer") for i in range(config.producers)],
             [spec(i, config.consumers, "consumer") for i in range(config.consumers)])
@@ -357,27 +387,35 @@ def _summary(c: _Collector, config: BenchConfig, topic: str) -> dict[str, Any]:
             "timeline": _timeline_rows(c)}
 
 
-def run_bench(config: BenchConfig, bootstrap: str) -> dict[str, Any]:
+def run_bench(config: BenchConfig, bootstrap: str, durability: str = "always") -> dict[str, Any]:
     """Create a fresh topic on `bootstrap`, run the load, and return the results."""
     topic = f"perf-{config.workload}-{int(time.time() * 1000)}"
     asyncio.run(create_topic(bootstrap, topic, config.partitions, config.replication_factor))
-    return _summary(_supervise(config, bootstrap, topic), config, topic)
+    collector = _supervise(config, bootstrap, topic, producer_target=PRODUCERS[config.client])
+    result = _summary(collector, config, topic)
+    result |= {"system": "raftlog", "client": config.client, "durability": durability,
+               "fsync_policy": durability}
+    return result
 
 
-def run_peer_nats(config: BenchConfig) -> dict[str, Any]:
-    """The same workload against a local 3-server NATS JetStream cluster (benchmarks.peer_nats)."""
+def run_peer_nats(config: BenchConfig, durability: str = "always") -> dict[str, Any]:
+    """The same workload against a local 3-server NATS JetStream cluster (benchmarks.peer_nats)
+    at the durability matching raftlog's fsync policy `durability`."""
     from benchmarks import peer_nats
 
     problem = peer_nats.nats_missing()
     if problem:
         raise RuntimeError(f"--peer nats: {problem}")
     stream = f"PERF{int(time.time() * 1000)}"
-    with peer_nats.nats_cluster() as urls:
-        asyncio.run(peer_nats.create_stream(urls, stream, config.partitions))
-        collector = _supervise(config, urls, stream, producer_target=peer_nats.producer_main,
+    sync = NATS_SYNC[durability]
+    with peer_nats.nats_cluster(sync=sync) as cluster:
+        asyncio.run(peer_nats.create_stream(cluster.urls, stream, config.partitions))
+        collector = _supervise(config, cluster.urls, stream, producer_target=peer_nats.producer_main,
                                consumer_target=peer_nats.consumer_main)
     result = _summary(collector, config, stream)
-    result["tool"] = "raftlog bench (peer: NATS JetStream R3, sync_interval always)"
+    result |= {"tool": f"raftlog bench (peer: NATS JetStream R3, sync_interval {sync})",
+               "system": "nats", "client": "nats-py", "durability": durability,
+               "sync_interval": sync}
     return result
 
 
@@ -400,13 +438,24 @@ def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None
     }
 
 
+def _pair(durability: str, ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    def figures(r: dict[str, Any]) -> dict[str, float]:
+        return {"produce_records_per_s": r["produce"]["records_per_s"],
+                "consume_records_per_s": r["consume"]["records_per_s"],
+                "publish_p99_ms": r["produce"]["latency_ms"]["p99"]}
+
+    return {"durability": durability, "raftlog_fsync_policy": durability,
+            "nats_sync_interval": NATS_SYNC[durability], "raftlog": figures(ours),
+            "nats": figures(peer), "ratios": ratios(ours, peer)}
+
+
 def format_report(r: dict[str, Any]) -> str:
     c, p, q, e = r["config"], r["produce"], r["consume"], r["end_to_end_latency_ms"]
     lat = p["latency_ms"]
     return "\n".join([
         f"{c['workload']}: {c['partitions']} partitions, {c['record_bytes']} B records, "
         f"acks={c['acks']}, rate {c['rate_per_s']}, {c['producers']} producer(s), "
-        f"{c['consumers']} consumer(s)",
+        f"{c['consumers']} consumer(s), client {r.get('client', c['client'])}",
         f"  produce  {p['records']:,} records in {p['seconds']:.1f} s: "
         f"{p['records_per_s']:,.0f} records/s, {p['mb_per_s']:.1f} MB/s, {p['errors']} errors",
         f"  publish latency  p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
@@ -418,45 +467,86 @@ def format_report(r: dict[str, Any]) -> str:
     ] + [f"  worker error: {m}" for m in r["worker_errors"]])
 
 
+def format_pairs(pairs: list[dict[str, Any]]) -> str:
+    """One line per durability: both systems' figures and raftlog/NATS ratios (throughput
+    ratios above 1 and latency ratios below 1 favour raftlog)."""
+    lines = ["raftlog / NATS JetStream R3, same run:",
+             f"  {'raftlog fsync / NATS sync':<27}{'produce rec/s raftlog':>22}{'NATS':>9}"
+             f"{'ratio':>8}{'consume ratio':>15}   publish p99 ms raftlog / NATS (ratio)"]
+    for pr in pairs:
+        ours, nats, x = pr["raftlog"], pr["nats"], pr["ratios"]
+        lines.append(
+            f"  {pr['raftlog_fsync_policy'] + ' / ' + pr['nats_sync_interval']:<27}"
+            f"{ours['produce_records_per_s']:>22,.0f}{nats['produce_records_per_s']:>9,.0f}"
+            f"{x['produce_records_per_s'] or 0:>7.2f}x{x['consume_records_per_s'] or 0:>14.2f}x"
+            f"   {ours['publish_p99_ms']:,.1f} / {nats['publish_p99_ms']:,.1f} "
+            f"({x['publish_p99_ms'] or 0:.2f})")
+    return "\n".join(lines)
+
+
+def _durabilities(args: argparse.Namespace) -> tuple[str, ...]:
+    chosen = args.durability or ("both" if args.peer and not args.bootstrap else "always")
+    if args.bootstrap and chosen == "both":
+        raise ValueError("with --bootstrap the cluster has one fsync policy: --durability "
+                         "always or interval (it only labels the results)")
+    return DURABILITIES if chosen == "both" else (chosen,)
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
+        if args.peer_only and not args.peer:
+            raise ValueError("--peer-only needs --peer")
+        durabilities = _durabilities(args)
     except ValueError as e:
         print(f"raftlog bench: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.peer_only and not args.peer:
-        print("raftlog bench: --peer-only needs --peer", file=sys.stderr)
-        return EXIT_USAGE
-    if args.peer_only:
-        result = run_peer_nats(config)
-        print(format_report(result))
-        return _write_outputs(args, config, result)
-    if args.bootstrap:
-        result = run_bench(config, args.bootstrap)
-    else:
-        with local_cluster() as cluster:
-            result = run_bench(config, cluster.bootstrap)
-    print(format_report(result))
-    if args.peer == "nats":
-        peer = run_peer_nats(config)
-        result["peer"] = {"nats": peer}
-        result["ratios"] = ratios(result, peer)
-        print("peer: NATS JetStream, 3 servers, R3, sync_interval always")
-        print("\n".join(format_report(peer).splitlines()[1:]))
-        print("  raftlog / NATS: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()))
+    runs: dict[str, dict[str, Any]] = {}
+    pairs: list[dict[str, Any]] = []
+    for durability in durabilities:
+        ours = None if args.peer_only else _run_ours(config, args.bootstrap, durability)
+        if ours is not None:
+            runs[f"raftlog-{durability}"] = ours
+            print(f"raftlog, fsync_policy={durability}:\n{format_report(ours)}", flush=True)
+        if args.peer == "nats":
+            peer = run_peer_nats(config, durability)
+            runs[f"nats-{NATS_SYNC[durability]}"] = peer
+            print(f"NATS JetStream, 3 servers, R3, sync_interval {NATS_SYNC[durability]}:\n"
+                  f"{format_report(peer)}", flush=True)
+            if ours is not None:
+                pairs.append(_pair(durability, ours, peer))
+    result = dict(next(iter(runs.values())))
+    if len(runs) > 1:
+        result |= {"runs": runs, "pairs": pairs}
+    if pairs:
+        print(format_pairs(pairs))
     return _write_outputs(args, config, result)
 
 
+def _run_ours(config: BenchConfig, bootstrap: str | None, durability: str) -> dict[str, Any]:
+    if bootstrap:
+        return run_bench(config, bootstrap, durability)
+    with local_cluster(fsync_policy=durability) as cluster:
+        return run_bench(config, cluster.bootstrap, durability)
+
+
 def _write_outputs(args: argparse.Namespace, config: BenchConfig, result: dict[str, Any]) -> int:
+    runs = result.get("runs") or {"": result}
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
         print(f"results written to {args.json_path}")
     if args.plot_path:
-        title = f"{result['tool']} {config.workload} ({result['started_at']})"
-        problem = plot_timeline(args.plot_path, title, result["timeline"])
-        print(problem or f"chart written to {args.plot_path}",
-              file=sys.stderr if problem else sys.stdout)
-    return EXIT_OK if not result["worker_errors"] and result["produce"]["records"] else EXIT_FAILURE
+        first = next(iter(runs))
+        for name, run in runs.items():
+            path = Path(args.plot_path)
+            if name != first:
+                path = path.with_name(f"{path.stem}-{name}{path.suffix}")
+            title = f"{run['tool']} {config.workload} ({run['started_at']})"
+            problem = plot_timeline(str(path), title, run["timeline"])
+            print(problem or f"chart written to {path}",
+                  file=sys.stderr if problem else sys.stdout)
+    ok = all(not r["worker_errors"] and r["produce"]["records"] for r in runs.values())
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -465,6 +555,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.failover import main as failover_main
 
         return failover_main(argv[1:])
+    if argv and argv[0] == "scale":
+        from benchmarks.perf_scale import main as scale_main
+
+        return scale_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

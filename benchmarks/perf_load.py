@@ -1,11 +1,12 @@
 """The load processes of `raftlog bench`: producers and consumers, one asyncio loop each.
 
-A producer writes Kafka Produce requests through `broker.client.ClusterClient` (it measures
-the brokers, not a batching policy): per partition, up to `inflight` batches outstanding, each
-batch holding the records that are due. With a target rate, record k of a partition is due at
-t0 + k / rate and its publish latency runs from that due time to its acknowledgement, so a
-cluster that falls behind shows the queueing it causes (no coordinated omission). At max rate a
-record is created when a batch slot frees up.
+The `raw` producer (`--client raw`; perf_clients has the library ones) writes Kafka Produce
+requests through `broker.client.ClusterClient` (it measures the brokers, not a batching policy):
+per partition, up to `inflight` batches outstanding, each batch holding the records that are
+due. With a target rate, record k of a partition is due at t0 + k / rate and its publish latency
+runs from that due time to its acknowledgement, so a cluster that falls behind shows the
+queueing it causes (no coordinated omission). At max rate a record is created when a batch
+slot frees up.
 
 Every value starts with its due time (wall clock, ns, 8 bytes big-endian), which consumers
 subtract from their receive time for the end-to-end latency (same machine, same clock).
@@ -60,6 +61,7 @@ class WorkerSpec:
     start_wall_s: float
     deadline_wall_s: float
     timeline_seconds_max: int
+    linger_ms: int = 5  # the client libraries' (perf_clients); the raw producer does not wait
 
 
 class Reporter:

@@ -21,9 +21,14 @@ def _run(bootstrap: str, tmp_path: Path, *extra: str) -> tuple[int, dict[str, An
     return code, json.loads(json_path.read_text()), png_path
 
 
-def test_tiny_run_reports_positive_figures(bench_cluster: Any, tmp_path: Path) -> None:
-    code, result, png_path = _run(bench_cluster.bootstrap, tmp_path, "--rate", "200")
+@pytest.mark.parametrize("client", ["raftlog", "kafka-python", "raw"])
+def test_tiny_run_reports_positive_figures(bench_cluster: Any, tmp_path: Path,
+                                           client: str) -> None:
+    code, result, png_path = _run(bench_cluster.bootstrap, tmp_path, "--rate", "200",
+                                  "--client", client)
     assert code == 0, result["worker_errors"]
+    assert result["client"] == result["config"]["client"] == client
+    assert result["durability"] == "always"
     produce, consume = result["produce"], result["consume"]
     assert produce["records"] == 300 and produce["errors"] == 0
     assert consume["records"] == 300
