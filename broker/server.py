@@ -94,6 +94,7 @@ class Broker:
         self._led_version = 0  # bumped when a local group gains or loses leadership
         # A peer is presumed dead after an election timeout without a broker heartbeat.
         self._peer_timeout_s = config.election_ticks * config.tick_ms / 1000
+        self._last_peer_check_s = 0.0  # monotonic time of the last _check_peers
         self.isr_reported: dict[int, list[int]] = {}  # group -> ISR its leader last reported
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._request_ids = itertools.count(1)
@@ -310,8 +311,19 @@ class Broker:
         return heard is not None and time.monotonic() - heard < self._peer_timeout_s
 
     def _check_peers(self) -> None:
-        """A peer broker that went silent: every group may need its election timer again."""
+        """A peer broker that went silent: every group may need its election timer again.
+        Silence is counted in time this loop was running: when the loop itself stalled (an
+        overloaded broker, thousands of replicas created at once, a SIGSTOP), the peers'
+        heartbeats may sit unread in the socket, so the stall is not held against them.
+        Declaring live peers dead makes every group they lead elect at once, which adds load
+        and stalls the loop again."""
         now = time.monotonic()
+        interval_s = self.config.broker_heartbeat_ms / 1000
+        last, self._last_peer_check_s = self._last_peer_check_s, now
+        stall_s = now - last - interval_s if last else 0.0
+        if stall_s > interval_s:
+            for node, heard in self.peer_last_heard.items():
+                self.peer_last_heard[node] = min(heard + stall_s, now)
         for node, heard in self.peer_last_heard.items():
             dead = now - heard >= self._peer_timeout_s
             if dead and node not in self._dead_peers:
