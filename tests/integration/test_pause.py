@@ -54,6 +54,9 @@ def _wait_acked_more(cluster: LocalCluster, workload: Workload, than: int) -> No
     cluster.wait_until(more, timeout_s=60, what="writes acknowledged after the resume")
 
 
+# Opt-in (--run-slow): the default suite pauses leaders under load in tests/faults (the 5-broker
+# run) and proves the transport survives a resume in tests/unit/test_transport_sockets.py.
+@pytest.mark.slow
 def test_paused_leader_survives_resume_and_rejoins(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(3)
     cluster.create_topic(TOPIC, PARTITIONS)
