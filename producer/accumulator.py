@@ -9,7 +9,15 @@ A batch is ready to send when it is full or another batch follows it, when it ha
 `linger_ms`, or at once while a flush or close is in progress or a `send()` is blocked on the
 memory budget. `drain` hands the sender, per broker, a list of requests each holding at most
 one batch per partition (Produce v3+) and at most `max_request_size` bytes; the per-partition
-rules (in-flight bound, retry order, sequences) are PartitionQueue's.
+rules (in-flight bound, retry order, sequences) are PartitionQueue's. A broker has at most
+REQUESTS_PER_BROKER_MAX requests in flight (Kafka's max.in.flight.requests.per.connection):
+while it has, its partitions' batches keep filling, so a slow broker (or a busy producer)
+gets fewer, larger requests instead of a stream of small ones.
+
+A turn costs what there is to send, not the partitions written to: a drain looks only at
+the partitions something happened to or whose timer ran out (schedule.py), and delivery
+expiry scans the partitions only once the oldest incomplete batch is past its deadline
+(batches are made, and given deadlines, in order).
 
 Bounds: bytes of records by the MemoryBudget; partition queues by the partitions written to
 (they keep the partition's sequence state, so they live as long as the producer).
@@ -29,10 +37,19 @@ from producer.batch import BatchState, ProducerBatch, batch_bytes_max_for
 from producer.errors import ProducerClosedError
 from producer.futures import RecordMetadata
 from producer.memory import MemoryBudget
-from producer.partition_queue import PartitionQueue, ProducerId
+from producer.partition_queue import INFLIGHT_BATCHES_MAX, PartitionQueue, ProducerId
 from producer.partitioner import next_sticky_partition
+from producer.schedule import Schedule
 
 __all__ = ["Accumulator", "Drained", "ProduceRequestPlan"]
+
+# Produce requests in flight to one broker, as Kafka's max.in.flight.requests.per.connection.
+# While a broker has this many, its partitions' batches wait and fill up: the producer sends
+# fewer, larger requests exactly when the broker (or this process) is the bottleneck. Each
+# request holds at most one batch per partition, so this also keeps every partition within
+# INFLIGHT_BATCHES_MAX.
+REQUESTS_PER_BROKER_MAX = 5
+assert REQUESTS_PER_BROKER_MAX <= INFLIGHT_BATCHES_MAX
 
 LeaderOf = Callable[[str, int], "int | None"]
 
@@ -74,15 +91,24 @@ class Accumulator:
         self._draw = draw
         self._lock = threading.Lock()
         self._queues: dict[tuple[str, int], PartitionQueue] = {}
-        self._order: list[PartitionQueue] = []  # drain order, rotated for fairness
-        self._rotation = 0
+        self._order: list[PartitionQueue] = []  # every partition queue, creation order
+        # Every partition that is not idle (PartitionQueue.idle) is in the schedule.
+        self._schedule: Schedule[PartitionQueue] = Schedule()
+        # Partitions with work whose leader was unknown at the last look: looked at in every
+        # drain, so they go as soon as the metadata names a leader (few, and rarely any).
+        self._leaderless: dict[PartitionQueue, None] = {}
+        self._requests_in_flight: dict[int, int] = {}  # by broker id: drained, not yet done
+        # Partitions with a batch that could go but for their broker's request bound, by
+        # broker id: looked at again when one of its requests is done.
+        self._blocked: dict[int, dict[PartitionQueue, None]] = {}
         self._sticky: dict[str, int] = {}  # topic -> partition for keyless records
         self._producer_id: ProducerId | None = None
         self._closing = False
         self._flushes = 0  # flush() calls in progress
         self._next_batch_id = 1
-        self._incomplete: deque[int] = deque()  # batch ids in creation order, lazily pruned
-        self._completed: set[int] = set()  # completed ids still in _incomplete
+        # Batches in creation order (so in deadline order), pruned of completed ones from
+        # the front: the front is the oldest incomplete batch.
+        self._incomplete: deque[ProducerBatch] = deque()
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []  # (last id, future)
         self._retries_total = 0  # failed sends that were retried (a metric)
         self._batches_sent_total = 0  # first sends (a metric), and their records
@@ -105,19 +131,21 @@ class Accumulator:
             if pq is None:
                 pq = self._queues[(topic, partition)] = PartitionQueue(topic, partition)
                 self._order.append(pq)
-            batch = pq.queue[-1] if pq.queue else None
-            wake = False
-            if batch is None or not self._fits(batch, size_bytes):
-                if batch is not None:
-                    batch.appendable = False
+            last = pq.queue[-1] if pq.queue else None
+            created = last is None or not self._fits(last, size_bytes)
+            if last is None or created:
+                if last is not None:
+                    last.appendable = False
                 batch = self._new_batch(topic, partition, now_s)
                 pq.queue.append(batch)
-                wake = True
+            else:
+                batch = last
             index = batch.add(record, size_bytes, waiter)
             if batch.size_bytes >= self._batch_bytes_limit:
                 batch.appendable = False
-                wake = True
-            return batch, index, wake
+            if created or not batch.appendable:
+                self._schedule.touch(pq)
+            return batch, index, created or not batch.appendable
 
     def _fits(self, batch: ProducerBatch, size_bytes: int) -> bool:
         return batch.appendable and (
@@ -126,9 +154,10 @@ class Accumulator:
     def _new_batch(self, topic: str, partition: int, now_s: float) -> ProducerBatch:
         batch_id = self._next_batch_id
         self._next_batch_id += 1
-        self._incomplete.append(batch_id)
-        return ProducerBatch(topic, partition, batch_id=batch_id, created_s=now_s,
-                             deadline_s=now_s + self._delivery_s)
+        batch = ProducerBatch(topic, partition, batch_id=batch_id, created_s=now_s,
+                              deadline_s=now_s + self._delivery_s)
+        self._incomplete.append(batch)
+        return batch
 
     def _sticky_partition(self, topic: str, size_bytes: int, partitions: int,
                           available: Callable[[], Collection[int]]) -> int:
@@ -146,57 +175,103 @@ class Accumulator:
 
     # ---- draining (the loop) ------------------------------------------------------------
     def drain(self, now_s: float, leader_of: LeaderOf) -> Drained:
-        """Take every batch that may be sent now, grouped into requests per broker."""
+        """Take every batch that may be sent now, grouped into requests per broker. Each
+        request returned must be reported with request_done() once answered or failed."""
         requests: dict[int, list[ProduceRequestPlan]] = {}
-        wake: list[float] = []
-        leaderless = wants_id = False
         with self._lock:
             force = self._closing or self._flushes > 0 or self._budget.waiting
-            for pq in self._rotated():
-                leader = leader_of(pq.topic, pq.partition) if not pq.empty else None
+            due = self._schedule.everything() if force else self._schedule.due(now_s)
+            if self._leaderless:
+                due = list(dict.fromkeys(due + list(self._leaderless)))
+            looked: list[tuple[PartitionQueue, int | None]] = []
+            for pq in due:
+                leader = leader_of(pq.topic, pq.partition)
                 if leader is not None:
+                    blocked = self._blocked.setdefault(leader, {})
+                    blocked.pop(pq, None)
                     self._drain_partition(pq, leader, now_s, force, requests)
-                elif not pq.empty:
-                    leaderless = True
-                waits = self._idempotent and self._waits_for_id(pq)
-                wants_id = wants_id or waits
-                t = pq.wake_at_s(now_s, linger_s=self._linger_s, backoff_s=self._backoff_s,
-                                 leader_known=leader is not None, waits_for_id=waits)
-                if t is not None:
-                    wake.append(t)
-        return Drained(requests=requests, wake_at_s=min(wake, default=None),
-                       leaderless=leaderless, wants_producer_id=wants_id)
+                    if pq in blocked:
+                        continue  # looked at again when the broker answers
+                looked.append((pq, leader))
+            for node, plans in requests.items():
+                self._requests_in_flight[node] = self._requests_in_flight.get(node, 0) + \
+                    len(plans)
+            drained = self._after_drain(now_s, looked)
+            drained.requests = requests
+            return drained
 
-    def _rotated(self) -> list[PartitionQueue]:
-        n = len(self._order)
-        if n == 0:
-            return []
-        self._rotation = (self._rotation + 1) % n
-        return self._order[self._rotation:] + self._order[:self._rotation]
+    def request_done(self, node: int) -> None:
+        """A request from drain() to `node` was answered or failed (after its batches were
+        reported): partitions waiting for the broker may go."""
+        with self._lock:
+            count = self._requests_in_flight.get(node, 0)
+            assert count > 0, node
+            self._requests_in_flight[node] = count - 1
+            for pq in self._blocked.pop(node, ()):
+                self._schedule.touch(pq)
+
+    def _after_drain(self, now_s: float, looked: list[tuple[PartitionQueue, int | None]]
+                     ) -> Drained:
+        """Schedule the next look at each partition looked at; say when the sender must
+        look again and what it must ask for."""
+        leaderless = wants_id = False
+        schedule = self._schedule
+        for pq, leader in looked:
+            if pq.idle or leader is not None:
+                self._leaderless.pop(pq, None)
+            if pq.idle:
+                schedule.forget(pq)
+                continue
+            if leader is None:
+                leaderless = True
+                self._leaderless[pq] = None
+            waits = self._idempotent and self._waits_for_id(pq)
+            wants_id = wants_id or waits
+            schedule.schedule(pq, pq.wake_at_s(
+                now_s, linger_s=self._linger_s, backoff_s=self._backoff_s,
+                leader_known=leader is not None, waits_for_id=waits))
+        wake_s = self._oldest_deadline_s()
+        timer_s = schedule.next_s()
+        if timer_s is not None and (wake_s is None or timer_s < wake_s):
+            wake_s = timer_s
+        return Drained(requests={}, wake_at_s=wake_s, leaderless=leaderless,
+                       wants_producer_id=wants_id)
 
     def _drain_partition(self, pq: PartitionQueue, leader: int, now_s: float, force: bool,
-                         requests: dict[int, list[ProduceRequestPlan]]) -> None:
-        slot = 0  # request i holds this partition's i-th batch: one per partition each
+                         requests: dict[int, list[ProduceRequestPlan]]) -> int:
+        """Take the partition's sendable batches, the i-th into the broker's i-th request
+        (one batch per partition per request, at most REQUESTS_PER_BROKER_MAX requests in
+        flight); how many were taken. A partition held back by that bound is noted in
+        `_blocked` and looked at again when the broker answers."""
+        slot = 0
+        room = REQUESTS_PER_BROKER_MAX - self._requests_in_flight.get(leader, 0)
         while True:
             batch = pq.sendable(now_s, linger_s=self._linger_s, force=force,
                                 producer_id=self._producer_id, idempotent=self._idempotent)
             if batch is None:
-                return
+                return slot
             plans = requests.setdefault(leader, [])
             pq.prepare(batch, self._idempotent)
             size = len(batch.encode(self._compression))
             while slot < len(plans) and plans[slot].batches and \
                     plans[slot].size_bytes + size > self._request_bytes_max:
                 slot += 1
+            if slot >= room:
+                self._blocked[leader][pq] = None
+                return slot
             if slot == len(plans):
                 plans.append(ProduceRequestPlan())
-            plans[slot].batches.append(batch)
-            plans[slot].size_bytes += size
-            if batch.attempts == 0:
-                self._batches_sent_total += 1
-                self._records_sent_total += batch.count
-            pq.commit_send(batch, self._idempotent)
+            self._take(pq, batch, size, plans[slot])
             slot += 1
+
+    def _take(self, pq: PartitionQueue, batch: ProducerBatch, size: int,
+              plan: ProduceRequestPlan) -> None:
+        plan.batches.append(batch)
+        plan.size_bytes += size
+        if batch.attempts == 0:
+            self._batches_sent_total += 1
+            self._records_sent_total += batch.count
+        pq.commit_send(batch, self._idempotent)
 
     def _waits_for_id(self, pq: PartitionQueue) -> bool:
         if pq.needs_reset:
@@ -210,12 +285,15 @@ class Accumulator:
             generation = 1 if self._producer_id is None else self._producer_id.generation + 1
             self._producer_id = ProducerId(producer_id=producer_id, epoch=epoch,
                                            generation=generation)
+            self._schedule.touch_all()  # partitions waiting for an id may go now
             return self._producer_id
 
     # ---- answers (the loop) -------------------------------------------------------------
     def succeeded(self, batch: ProducerBatch, base_offset: int, log_append_time_ms: int) -> None:
         with self._lock:
-            report = self._queue_of(batch).succeeded(batch)
+            pq = self._queue_of(batch)
+            report = pq.succeeded(batch)
+            self._schedule.touch(pq)
         if report:
             self._complete([(batch, base_offset, log_append_time_ms, None)])
 
@@ -223,9 +301,11 @@ class Accumulator:
                retriable: bool, code: ErrorCode | None = None) -> None:
         """A send of `batch` failed; it is retried or its records fail (PartitionQueue)."""
         with self._lock:
-            report = self._queue_of(batch).failed(
+            pq = self._queue_of(batch)
+            report = pq.failed(
                 batch, error, code, now_s, retriable=retriable, backoff_s=self._backoff_s,
                 idempotent=self._idempotent)
+            self._schedule.touch(pq)
             if batch.state is BatchState.RETRY:
                 self._retries_total += 1
         if report is not None:
@@ -244,12 +324,26 @@ class Accumulator:
         self._complete(done)
 
     def expire(self, now_s: float) -> None:
+        """Fail the batches past their delivery deadline (a scan only once some is)."""
         done: list[Completion] = []
         with self._lock:
+            deadline_s = self._oldest_deadline_s()
+            if deadline_s is None or deadline_s > now_s:
+                return
             for pq in self._order:
                 for batch, error in pq.expire(now_s, self._idempotent):
                     done.append((batch, -1, -1, error))
+                if not pq.idle:
+                    self._schedule.touch(pq)  # a reset may be needed
         self._complete(done)
+
+    def _oldest_deadline_s(self) -> float | None:
+        """The delivery deadline of the oldest incomplete batch, the earliest one (made
+        first); called with the lock held."""
+        incomplete = self._incomplete
+        while incomplete and incomplete[0].result.done:
+            incomplete.popleft()
+        return incomplete[0].deadline_s if incomplete else None
 
     def _queue_of(self, batch: ProducerBatch) -> PartitionQueue:
         return self._queues[(batch.topic, batch.partition)]
@@ -263,10 +357,9 @@ class Accumulator:
         if not done:
             return
         with self._lock:
-            self._completed.update(b.batch_id for b, _, _, _ in done)
-            while self._incomplete and self._incomplete[0] in self._completed:
-                self._completed.discard(self._incomplete.popleft())
-            oldest = self._incomplete[0] if self._incomplete else self._next_batch_id
+            self._oldest_deadline_s()  # prunes completed batches from the front
+            oldest = self._incomplete[0].batch_id if self._incomplete \
+                else self._next_batch_id
             ready = [f for last, f in self._flush_waiters if last < oldest]
             self._flush_waiters = [(last, f) for last, f in self._flush_waiters
                                    if last >= oldest]
@@ -281,7 +374,8 @@ class Accumulator:
         with self._lock:
             self._flushes += 1
             last = self._next_batch_id - 1
-            if not self._incomplete or self._incomplete[0] > last:
+            self._oldest_deadline_s()
+            if not self._incomplete or self._incomplete[0].batch_id > last:
                 return None
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._flush_waiters.append((last, future))
@@ -331,4 +425,6 @@ class Accumulator:
             for pq in self._order:
                 pq.check_invariants()
             assert len(self._order) == len(self._queues)
+            assert all(pq in self._schedule for pq in self._order if not pq.idle)
+            self._schedule.check_invariants()
             assert self._flushes >= 0

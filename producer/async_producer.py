@@ -190,9 +190,10 @@ class AsyncProducer:
         waiter: asyncio.Future[RecordMetadata] = loop.create_future()
         _, _, woken = self._append(prepared, chosen, count, waiter, loop.time())
         if woken:
-            # A batch is ready: let the sender run now. send() rarely has to wait for
-            # anything, so a caller sending in a tight loop would otherwise hold the loop
-            # until the buffer is full, and batches would leave in bursts.
+            # A batch was begun or filled: let the sender (and answers arriving) run now.
+            # send() rarely has to wait for anything, so a caller sending in a tight loop
+            # would otherwise hold the loop until the buffer is full, and batches would
+            # leave in bursts.
             await asyncio.sleep(0)
         return waiter
 

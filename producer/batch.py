@@ -112,6 +112,7 @@ class ProducerBatch:
         """Append a record (its memory already reserved); returns its index."""
         assert self.appendable and self.state is BatchState.QUEUED
         index = self.count
+        self.encoded = None  # encoded for a request it did not go in: stale now
         self.records.append(record)
         self.count += 1
         self.size_bytes += size_bytes

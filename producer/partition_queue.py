@@ -118,21 +118,26 @@ class PartitionQueue:
 
     def wake_at_s(self, now_s: float, *, linger_s: float, backoff_s: float, leader_known: bool,
                   waits_for_id: bool) -> float | None:
-        """When something of this partition may become sendable or expire, if no event (an
-        answer, a producer id) comes first; None: only an event can change anything."""
-        times = [b.deadline_s for b in self.sent if not b.expired]
-        if self.queue:
-            times.append(self.queue[0].deadline_s)
+        """When this partition may next have a batch to send, if no event (an answer, a
+        producer id) comes first; None: only an event can change anything. Delivery deadlines
+        are not included: the accumulator tracks the earliest one producer-wide."""
         if self.needs_reset or waits_for_id:
-            pass
-        elif self.retrying:
-            if not self.in_flight:
-                times.append(self.sent[0].retry_at_s if leader_known else now_s + backoff_s)
-        elif self.queue and self.in_flight < INFLIGHT_BATCHES_MAX:
+            return None
+        if self.retrying:
+            if self.in_flight:
+                return None
+            return self.sent[0].retry_at_s if leader_known else now_s + backoff_s
+        if self.queue and self.in_flight < INFLIGHT_BATCHES_MAX:
             head = self.queue[0]
             ready_s = head.created_s + linger_s if head.appendable else now_s
-            times.append(ready_s if leader_known else max(ready_s, now_s + backoff_s))
-        return min(times, default=None)
+            return ready_s if leader_known else max(ready_s, now_s + backoff_s)
+        return None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send, now or later, without a new record: no queued batch, no retry,
+        no sequence reset pending (batches in flight may remain)."""
+        return not self.queue and not self.retrying and not self.needs_reset
 
     # ---- answers ------------------------------------------------------------------------
     def succeeded(self, batch: ProducerBatch) -> bool:

@@ -65,7 +65,8 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        # Produce requests in flight: bounded by INFLIGHT_BATCHES_MAX per partition.
+        # Produce requests in flight: bounded per broker by the accumulator
+        # (REQUESTS_PER_BROKER_MAX), each reported to it with request_done().
         self._requests: set[asyncio.Task[None]] = set()
         self._id_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -184,6 +185,12 @@ class Sender:
 
     # ---- one Produce request ------------------------------------------------------------
     async def _produce(self, node: int, plan: ProduceRequestPlan) -> None:
+        try:
+            await self._produce_once(node, plan)
+        finally:
+            self._acc.request_done(node)
+
+    async def _produce_once(self, node: int, plan: ProduceRequestPlan) -> None:
         acks = self._config.acks
         request = _request(plan.batches, acks, self._config)
         try:

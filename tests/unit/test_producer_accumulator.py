@@ -43,6 +43,9 @@ class Harness:
         self.now_s = 1000.0
         self.partitions = partitions
         self.leaders: dict[int, int | None] = {p: 1 + p % 3 for p in range(partitions)}
+        # Requests drained and not yet done, as (broker, batches not yet answered): a
+        # request is done, as the sender reports it, once each of its batches is answered.
+        self.open: list[tuple[int, list[ProducerBatch]]] = []
         if idempotent:
             self.acc.set_producer_id(7, 0)
 
@@ -66,7 +69,18 @@ class Harness:
     def drain(self) -> Drained:
         drained = self.acc.drain(self.now_s, lambda t, p: self.leaders.get(p))
         self.acc.check_invariants()
+        for node, plans in drained.requests.items():
+            self.open.extend((node, list(plan.batches)) for plan in plans)
         return drained
+
+    def _answered(self, batch: ProducerBatch) -> None:
+        for i, (node, batches) in enumerate(self.open):
+            if batch in batches:
+                batches.remove(batch)
+                if not batches:
+                    del self.open[i]
+                    self.acc.request_done(node)
+                return
 
     def sent(self) -> list[list[ProducerBatch]]:
         """The requests (as lists of batches) a drain produces now."""
@@ -74,12 +88,14 @@ class Harness:
 
     def ack(self, batch: ProducerBatch, base_offset: int = 0) -> None:
         self.acc.succeeded(batch, base_offset, -1)
+        self._answered(batch)
         self.acc.check_invariants()
 
     def fail(self, batch: ProducerBatch, code: ErrorCode | None = None,
              retriable: bool = True) -> None:
         error = KafkaConnectionError("lost") if code is None else KafkaError(code, "test")
         self.acc.failed(batch, error, self.now_s, retriable=retriable, code=code)
+        self._answered(batch)
         self.acc.check_invariants()
 
 
@@ -361,3 +377,44 @@ def test_budget_gives_up_after_its_timeout(budget: MemoryBudget) -> None:
         assert await waiter is True
 
     asyncio.run(scenario())
+
+
+# ---- requests per broker -----------------------------------------------------------------
+
+def test_a_broker_has_at_most_five_requests_in_flight_then_batches_fill_up() -> None:
+    h = Harness(partitions=9)
+    partitions = [0, 3, 6]  # all led by broker 1
+    for p in partitions:
+        _full_batches(h, 2, partition=p)
+    requests = h.sent()
+    assert len(requests) == 2 and all(len(r) == 3 for r in requests)
+    for _ in range(3):  # three more turns, one request each
+        for p in partitions:
+            _full_batches(h, 1, partition=p)
+        h.now_s += 0.005
+        requests += h.sent()
+    assert len(requests) == 5
+    h.send(partition=0, n=3)
+    h.now_s += 0.005
+    assert not h.sent(), "broker 1 has five requests in flight: partition 0 waits"
+    h.send(partition=0, n=4)  # and its lingering batch keeps filling
+    for batch in requests[0]:
+        h.ack(batch)  # the first request is done
+    batch = _one(h.sent())
+    assert batch.partition == 0 and batch.count == 7
+
+
+def test_a_batch_held_back_and_then_filled_is_sent_with_all_its_records() -> None:
+    h = Harness(partitions=9)
+    _full_batches(h, 5, partition=3)  # five requests to broker 1
+    busy = [r[0] for r in h.sent()]
+    assert len(busy) == 5
+    h.send(partition=0, n=2)  # also led by broker 1
+    h.now_s += 0.005
+    assert not h.sent()  # ready (stamped and encoded), but held back by broker 1
+    h.send(partition=0, n=2)  # the held-back batch takes more records
+    h.ack(busy[0])
+    batch = _one(h.sent())
+    (decoded,) = decode_batches(batch.encoded or b"")
+    assert batch.count == len(decoded.records) == 4
+    assert (decoded.base_sequence, batch.partition) == (0, 0)
