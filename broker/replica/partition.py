@@ -56,7 +56,8 @@ class Replica:
     __slots__ = (
         "group_id", "topic", "partition", "node", "log", "high_watermark", "leader_ready",
         "producers", "_next_offset", "_commit_waiters", "_append_waiters", "_hw_event",
-        "_stable_index", "_on_committed", "_on_role", "on_work", "idle_ticks",
+        "_stable_index", "_on_committed", "_on_role", "on_work", "idle_ticks", "_applied_term",
+        "_leader_term",
     )
 
     log: PartitionLog
@@ -77,7 +78,9 @@ class Replica:
         self.partition = partition
         self.node = node
         self.log = log
-        self.leader_ready = False  # leader AND has committed an entry of its term
+        self.leader_ready = False  # leader AND has applied an entry of its term
+        self._leader_term = 0  # the term leader_ready was last set in
+        self._applied_term = 0  # term of the last entry applied here
         self.producers = ProducerTable()
         self.high_watermark = log.offset_end_at(node.commit_index)
         self._next_offset = log.next_offset
@@ -96,7 +99,8 @@ class Replica:
         """Stamp and propose one verified batch. Returns a future (acks 1/all) resolved when
         the batch is durable on this leader (1) or committed (all), or the result at once for a
         duplicate or acks=0. Raises KafkaError when refused."""
-        if not self.leader_ready:
+        if not self.leader_ready or self.node.term != self._leader_term:
+            # (a term change since the last cycle: leadership lost, maybe regained, unseen yet)
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"not the leader of {self.name}")
         idempotent = header.producer_id >= 0 and header.base_sequence >= 0
         if idempotent:
@@ -198,13 +202,24 @@ class Replica:
             self._apply(entry)
         if ready.committed:
             self._resolve_committed()
-        if ready.soft_state is not None or (self.leader_ready != self._is_leader_ready()):
+        ready_now = self._is_leader_ready()
+        if ready.soft_state is not None or self.leader_ready != ready_now or (
+                ready_now and self._leader_term != self.node.term):
             self._role_changed()
 
     def _is_leader_ready(self) -> bool:
-        return self.node.role is Role.LEADER and self.node.has_committed_in_term
+        """Leader, and every entry of earlier terms is applied here: it has applied an entry
+        of its own term (entries apply in log order). Committing one is not enough: peers may
+        acknowledge our term's first entry while we persist it, so the commit index can cover
+        an earlier term's uncommitted tail before that tail is handed to us as committed (or
+        it comes in pages). Producer state without the tail would judge retries of its batches
+        as new (appended twice) or as out of order (the producer then takes a new id and
+        sends all it has in flight again)."""
+        return (self.node.role is Role.LEADER and self.node.has_committed_in_term
+                and self._applied_term == self.node.term)
 
     def _apply(self, entry: Entry) -> None:
+        self._applied_term = entry.term
         if entry.kind is EntryKind.DATA:
             h = read_batch_header(entry.data)
             self._set_high_watermark(h.last_offset + 1)
@@ -240,11 +255,16 @@ class Replica:
 
     def _role_changed(self) -> None:
         ready = self._is_leader_ready()
-        if ready and not self.leader_ready:
-            # Everything before our term's first commit is committed and persisted here, and
-            # no proposal of ours precedes it: the log's end is where our offsets continue.
+        if ready and (not self.leader_ready or self._leader_term != self.node.term):
+            # Everything before our term's first commit is committed, persisted and applied
+            # here, and no proposal of ours precedes it: the log's end is where our offsets
+            # continue. Batches a leadership of ours in an earlier term appended are only
+            # known as far as they were committed (an earlier leadership may have been lost
+            # and regained between two cycles, its pending batches truncated meanwhile).
             self._next_offset = self.log.next_offset
             self.high_watermark = max(self.high_watermark, self.log.offset_end_at(self.node.commit_index))
+            self.producers.drop_pending()
+            self._leader_term = self.node.term
         if not ready and self.node.role is not Role.LEADER:
             self._fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
             self.producers.drop_pending()

@@ -2,9 +2,11 @@
 batches' sequence ranges with the offsets they were given (Kafka's ProducerStateManager).
 
 Two layers, as the Raft log has two parts: `committed` is built from committed batches on every
-replica (so a new leader has it), `pending` holds the current leader's appended but uncommitted
-batches (cleared when leadership is lost). A retried batch found in either gets its original
-offset; a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER.
+replica (so a new leader has it), `pending` holds only the batches the current leader appended
+that are not yet committed (cleared when leadership is lost). A batch is judged against the
+committed window with the pending batches after it, so batches committed after the leader's
+first append (an earlier term's tail) still count. A retried batch found there gets its
+original offset; a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class ProducerTable:
         self._pending: dict[int, _Producer] = {}
 
     def check(self, producer_id: int, epoch: int, first_seq: int, last_seq: int) -> SequenceCheck:
-        state = self._pending.get(producer_id) or self._committed.get(producer_id)
+        state = self._view(producer_id)
         if state is None:
             if first_seq == 0:
                 return SequenceCheck()
@@ -75,36 +77,49 @@ class ProducerTable:
             return SequenceCheck(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER)
         return SequenceCheck()
 
+    def _view(self, producer_id: int) -> _Producer | None:
+        """The committed window with this leader's uncommitted batches after it."""
+        committed = self._committed.get(producer_id)
+        pending = self._pending.get(producer_id)
+        if pending is None:
+            return committed
+        view = _Producer(epoch=pending.epoch)
+        if committed is not None and committed.epoch == pending.epoch:
+            view.batches.extend(committed.batches)
+        view.batches.extend(pending.batches)
+        return view
+
     def append_pending(self, producer_id: int, batch: BatchSequence) -> None:
         """The leader appended `batch` (not yet committed)."""
-        _record(self._pending, producer_id, batch, self._committed.get(producer_id))
+        _record(self._pending, producer_id, batch)
 
     def commit(self, producer_id: int, batch: BatchSequence) -> None:
         """`batch` is committed (called on every replica, in log order)."""
-        _record(self._committed, producer_id, batch, None)
+        _record(self._committed, producer_id, batch)
         pending = self._pending.get(producer_id)
-        if pending is not None and pending.batches and pending.batches[-1] == batch:
+        if pending is None:
+            return
+        # Batches commit in log order: the committed one and any appended before it are no
+        # longer pending (the pending ones carry their Raft index, the committed one not).
+        while pending.batches and pending.batches[0].base_offset <= batch.base_offset:
+            pending.batches.popleft()
+        if not pending.batches:
             del self._pending[producer_id]
 
     def drop_pending(self) -> None:
-        """Leadership lost: uncommitted batches may be truncated, forget them."""
+        """Leadership lost or taken anew: uncommitted batches may be truncated, forget them."""
         self._pending.clear()
 
     def __len__(self) -> int:
         return len(self._committed)
 
 
-def _record(
-    table: dict[int, _Producer], producer_id: int, batch: BatchSequence, base: _Producer | None
-) -> None:
+def _record(table: dict[int, _Producer], producer_id: int, batch: BatchSequence) -> None:
     state = table.get(producer_id)
     if state is None:
-        state = _Producer(epoch=batch.epoch)
-        if base is not None and base.epoch == batch.epoch:
-            state.batches.extend(base.batches)
         if len(table) >= PRODUCERS_MAX:
             del table[next(iter(table))]
-        table[producer_id] = state
+        state = table[producer_id] = _Producer(epoch=batch.epoch)
     else:
         table[producer_id] = table.pop(producer_id)  # keep dict order = least recently written
         if batch.epoch != state.epoch:
