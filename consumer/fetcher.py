@@ -16,7 +16,12 @@ returns, the user takes records, the assignment changes, or a backoff ends.
   refreshed metadata names.
 - OFFSET_OUT_OF_RANGE (a seek past the end or before the start, or retention passed us) resets
   the position per `auto_offset_reset`; with "none" the next getmany() raises
-  OffsetOutOfRangeError.
+  OffsetOutOfRangeError. Except from a replica behind us: its high watermark is below our
+  position, yet a leader already reported that position committed (or it is the committed
+  offset we resumed from). A deposed leader that has not yet heard of its successor answers
+  so (a paused broker just resumed); Raft never loses committed entries, so this is treated
+  like NOT_LEADER_OR_FOLLOWER for up to `request_timeout_ms`, and only then as a log that
+  really shrank (a topic deleted and made again).
 - Batches are decoded here (lz4 included) with `broker.wire.records.decode_batches`; control
   batches and records before the fetch offset (a batch starts before it) are skipped.
 """
@@ -39,7 +44,7 @@ from consumer.config import ConsumerConfig
 from consumer.errors import ConsumerError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from consumer.offsets import EARLIEST, LATEST, list_offsets
 from consumer.structs import ConsumerRecord, TopicPartition, consumer_records
-from consumer.subscription import Reset, SubscriptionState
+from consumer.subscription import PartitionState, Reset, SubscriptionState
 
 __all__ = ["Fetcher", "CommittedLookup"]
 
@@ -239,6 +244,7 @@ class Fetcher:
         st = self._subs.assignment.get(tp)
         if st is not None and st.epoch == epoch and st.position is None:
             st.seek(offset)
+            st.learn_end(offset)  # a committed offset, or one a leader listed
 
     # ---- fetching -------------------------------------------------------------------------
     def _start_fetches(self, now: float) -> None:
@@ -297,7 +303,7 @@ class Fetcher:
                 for p in t.partitions:
                     tp = TopicPartition(t.topic, p.partition_index)
                     if tp in asked:
-                        self._handle(tp, p, *asked[tp], loop.time())
+                        self._handle(node, tp, p, *asked[tp], loop.time())
         except ClientError as e:
             log.debug("fetch from broker %d failed: %s", node, e)
             for tp in asked:
@@ -307,7 +313,8 @@ class Fetcher:
             self._inflight_tps.difference_update(asked)
             self._wakeup.set()
 
-    def _handle(self, tp: TopicPartition, p: Any, offset: int, epoch: int, now: float) -> None:
+    def _handle(self, node: int, tp: TopicPartition, p: Any, offset: int, epoch: int,
+                now: float) -> None:
         st = self._subs.assignment.get(tp)
         if st is None or st.epoch != epoch:
             return  # unassigned or seeked while the fetch was out
@@ -315,14 +322,39 @@ class Fetcher:
         if code == ErrorCode.NONE:
             st.high_watermark = p.high_watermark
             st.log_start_offset = p.log_start_offset
+            st.learn_end(p.high_watermark)
+            st.lagging_since_s = None
             self._store(tp, epoch, offset, p.records)
         elif code == ErrorCode.OFFSET_OUT_OF_RANGE:
-            self._out_of_range(tp, offset)
+            if self._behind_us(node, tp, st, p.high_watermark, offset, now):
+                self._back_off(tp, now)
+            else:
+                self._out_of_range(tp, offset)
         elif code in RETRIABLE:
             self._back_off(tp, now)
         else:
             self._back_off(tp, now)
             self._error(KafkaError(code, f"fetching {tp.topic}-{tp.partition}: {code.name}"))
+
+    def _behind_us(self, node: int, tp: TopicPartition, st: PartitionState,
+                   high_watermark: int, offset: int, now: float) -> bool:
+        """Whether an OFFSET_OUT_OF_RANGE at `offset` comes from a replica behind the
+        partition (see the module doc) rather than from a position outside its log. A high
+        watermark the answer does not give (-1) proves nothing: the usual reset then."""
+        if high_watermark < 0 or offset <= high_watermark or offset > st.known_end_offset:
+            return False
+        if st.lagging_since_s is None:
+            st.lagging_since_s = now
+            log.info("broker %d answered offset %d of %s-%d out of range with high watermark "
+                     "%d, below the %d already seen: a replica behind; retrying", node, offset,
+                     tp.topic, tp.partition, high_watermark, st.known_end_offset)
+            return True
+        if now - st.lagging_since_s <= self._config.request_timeout_ms / 1000:
+            return True
+        log.warning("%s-%d: still answered out of range at %d (high watermark %d) after %d ms; "
+                    "taking the log to have shrunk", tp.topic, tp.partition, offset,
+                    high_watermark, self._config.request_timeout_ms)
+        return False
 
     def _out_of_range(self, tp: TopicPartition, offset: int) -> None:
         reset = self._subs.default_reset

@@ -37,16 +37,28 @@ class PartitionState:
     epoch: int = 0  # bumped on every seek or reset
     high_watermark: int = -1  # as the last fetch reported it
     log_start_offset: int = -1
+    # Offsets below this are known to exist: the highest high watermark a leader reported, or
+    # the committed offset resumed from. Committed Raft entries are never lost, so a replica
+    # reporting less is behind (a deposed leader not yet told), not proof the log shrank.
+    known_end_offset: int = -1
+    lagging_since_s: float | None = None  # when a replica behind known_end_offset first answered
 
     def seek(self, offset: int) -> None:
         self.position = offset
         self.reset = None
         self.epoch += 1
+        self.lagging_since_s = None
 
     def request_reset(self, reset: Reset) -> None:
         self.position = None
         self.reset = reset
         self.epoch += 1
+        self.lagging_since_s = None
+
+    def learn_end(self, offset: int) -> None:
+        """`offset` exists in the partition's log (a reported high watermark, a committed
+        offset): raise known_end_offset to it."""
+        self.known_end_offset = max(self.known_end_offset, offset)
 
 
 class SubscriptionState:
