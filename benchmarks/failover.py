@@ -42,7 +42,7 @@ from broker.wire.errors import ErrorCode
 from broker.wire.kafka import ApiKey
 from broker.wire.records import Record, decode_batches, encode_batch
 
-__all__ = ["main", "run_failover", "FailoverConfig", "History", "unavailability_windows",
+__all__ = ["main", "run_failover", "FailoverConfig", "History", "PacedWriters", "unavailability_windows",
            "timeline_rows", "SCHEDULE", "WRITERS_PER_PARTITION"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -76,12 +76,12 @@ class History:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Load:
-    """Writers that never re-send a value: a failed request's values are left as unknown."""
+class PacedWriters:
+    """Writers that never re-send a value: a failed request's values are left as unknown.
+    Subclasses send one request of `values` to a partition in `_send_once`."""
 
-    def __init__(self, cluster: ClusterClient, topic: str, config: FailoverConfig,
-                 history: History, stop_wall_s: float) -> None:
-        self.cluster, self.topic, self.config, self.history = cluster, topic, config, history
+    def __init__(self, config: FailoverConfig, history: History, stop_wall_s: float) -> None:
+        self.config, self.history = config, history
         self.stop_wall_s = stop_wall_s
         self.padding = b"x" * max(0, config.record_bytes - 24)
         self.sequence = 0
@@ -97,6 +97,18 @@ class _Load:
             self.history.sent.extend(values)
             await self._send_once(partition, values)
             await asyncio.sleep(max(0.0, next_s - time.monotonic()))
+
+    async def _send_once(self, partition: int, values: list[bytes]) -> None:
+        raise NotImplementedError
+
+
+class _Load(PacedWriters):
+    """Our brokers, through the cluster client."""
+
+    def __init__(self, cluster: ClusterClient, topic: str, config: FailoverConfig,
+                 history: History, stop_wall_s: float) -> None:
+        super().__init__(config, history, stop_wall_s)
+        self.cluster, self.topic = cluster, topic
 
     async def _send_once(self, partition: int, values: list[bytes]) -> None:
         sent_wall = time.time()

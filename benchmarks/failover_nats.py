@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.failover import (SCHEDULE, WRITERS_PER_PARTITION, FailoverConfig, History,
+                                 PacedWriters,
                                  timeline_rows, unavailability_windows)
 from benchmarks.peer_nats import SYNC_ALWAYS, NatsCluster, create_stream, nats_cluster
 from benchmarks.perf_stats import Timeline, latency_summary_ms
@@ -36,27 +37,13 @@ LEADER_QUERY_S = 2.0
 RECONNECT_WAIT_S = 0.05
 
 
-class _NatsLoad:
-    """Writers that never re-send a value, as benchmarks.failover's."""
+class _NatsLoad(PacedWriters):
+    """The same writers as benchmarks.failover's, publishing to the NATS stream."""
 
     def __init__(self, js: Any, stream: str, config: FailoverConfig, history: History,
                  stop_wall_s: float) -> None:
-        self.js, self.stream, self.config, self.history = js, stream, config, history
-        self.stop_wall_s = stop_wall_s
-        self.padding = b"x" * max(0, config.record_bytes - 24)
-        self.sequence = 0
-
-    async def writer(self, partition: int, period_s: float) -> None:
-        next_s = time.monotonic()
-        while time.time() < self.stop_wall_s:
-            next_s += period_s
-            values = []
-            for _ in range(self.config.batch_records):
-                self.sequence += 1
-                values.append(f"{partition}:{self.sequence:012d}:".encode() + self.padding)
-            self.history.sent.extend(values)
-            await self._send_once(partition, values)
-            await asyncio.sleep(max(0.0, next_s - time.monotonic()))
+        super().__init__(config, history, stop_wall_s)
+        self.js, self.stream = js, stream
 
     async def _send_once(self, partition: int, values: list[bytes]) -> None:
         subject = f"{self.stream}.{partition}"

@@ -23,7 +23,8 @@ from broker.wire.errors import KafkaError
 from broker.wire.records import Record, encode_batch, read_batch_header
 
 
-def _drive(replica: Replica) -> None:
+def drive(replica: Replica) -> None:
+    """Run the replica's Readies as the manager does (persist, sync, apply, advance)."""
     node = replica.node
     while node.has_ready():
         rd = node.ready()
@@ -40,13 +41,13 @@ def _leader(tmp_path: Path) -> Replica:
     node = RaftNode(node_id=1, storage=log, rng=random.Random(1))
     replica = Replica(group_id=5, topic="t", partition=0, node=node, log=log)
     node.campaign()
-    _drive(replica)
+    drive(replica)
     node.step(VoteResponse(src=2, dst=1, term=node.term + 1, granted=True, pre_vote=True))
-    _drive(replica)
+    drive(replica)
     node.step(VoteResponse(src=2, dst=1, term=node.term, granted=True))
-    _drive(replica)
+    drive(replica)
     node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=node.last_index))
-    _drive(replica)
+    drive(replica)
     assert replica.leader_ready
     return replica
 
@@ -66,13 +67,13 @@ def test_a_retry_of_an_uncommitted_batch_waits_for_the_commit(tmp_path: Path) ->
     async def run() -> None:
         replica = _leader(tmp_path)
         first = _send(replica)
-        _drive(replica)
+        drive(replica)
         retry = _send(replica)
         assert isinstance(first, asyncio.Future) and isinstance(retry, asyncio.Future)
         assert not retry.done(), "a retry was acknowledged before its original was committed"
         node = replica.node
         node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=node.last_index))
-        _drive(replica)
+        drive(replica)
         assert first.result() == retry.result()
         again = _send(replica)  # committed now: answered at once, same offset
         assert again == first.result()
@@ -85,11 +86,11 @@ def test_a_retry_fails_with_its_original_when_leadership_is_lost(tmp_path: Path)
     async def run() -> None:
         replica = _leader(tmp_path)
         first = _send(replica)
-        _drive(replica)
+        drive(replica)
         retry = _send(replica)
         node = replica.node
         node.step(Heartbeat(src=3, dst=1, term=node.term + 1, commit=0))  # a new leader
-        _drive(replica)
+        drive(replica)
         for fut in (first, retry):
             assert isinstance(fut, asyncio.Future)
             with pytest.raises(KafkaError):

@@ -29,18 +29,9 @@ from broker.replica.producers import BatchSequence, ProducerTable, SequenceCheck
 from broker.storage import PartitionLog
 from broker.wire.errors import ErrorCode, KafkaError
 from broker.wire.records import Record, encode_batch, read_batch_header
+from tests.unit.test_replica_duplicates import drive as _drive
 
 PRODUCER_ID = 7
-
-
-def _drive(replica: Replica) -> None:
-    node = replica.node
-    while node.has_ready():
-        rd = node.ready()
-        replica.write(rd)
-        replica.log.sync()
-        replica.finish(rd)
-        node.advance(rd)
 
 
 def _win_election(replica: Replica) -> None:
