@@ -4,7 +4,8 @@ check, final read, checker; a summary, and on failure the artifacts that replay 
     result = run(RunConfig(seed=7, duration_s=60, kinds=FAULT_KINDS, out_dir=Path("out")))
 
 The out directory always holds schedule.json (seed, brokers, steps), seed, history.jsonl
-(streamed while the run goes on), summary.txt and logs/ (the brokers' logs). When the run fails
+(streamed while the run goes on), summary.txt, client.log (the producer and consumer libraries'
+own log: retries, resets, rebalances) and logs/ (the brokers' logs). When the run fails
 (a checker violation, a liveness miss or a harness error) it also holds verdict.json and the
 brokers' data directories, and the summary ends with the command that replays the run; a
 passing run's broker data is deleted (it can be large).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import random
 import shutil
 import time
@@ -48,7 +50,9 @@ __all__ = ["RunConfig", "RunResult", "finish", "replay_command", "run", "worst_g
 TOPIC = "faults"
 GROUP = "faults"
 SEGMENT_BYTES_MAX = 256 << 10  # small segments: corrupt-segment finds sealed ones to damage
-DISK_BYTES = 96 << 20  # the small disk under one broker's data dir (disk-full)
+DISK_BYTES_MIN = 96 << 20  # the small disk under one broker's data dir (disk-full) ...
+DISK_BYTES_PER_RECORD = 512  # ... grows with the run: a replica stores ~100 B per record
+CLIENT_LOGGERS = ("producer", "consumer", "broker.client")
 REJOIN_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 90.0
 FINAL_READ_TIMEOUT_S = 90.0
@@ -73,6 +77,13 @@ class RunConfig:
     @property
     def voters(self) -> int:
         return min(self.brokers, 3)
+
+    @property
+    def disk_bytes(self) -> int:
+        """The disk-full broker's tmpfs: room for everything the run writes (with margin), so
+        only the injected fault fills it; a long run outgrew a fixed size."""
+        written = self.rate_per_s * self.duration_s * DISK_BYTES_PER_RECORD
+        return max(DISK_BYTES_MIN, int(written))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +128,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
                       history=History(out / "history.jsonl"))
     with contextlib.ExitStack() as stack:
         try:
+            stack.enter_context(_client_log(out / "client.log"))
             state.execute(stack)
         except Exception as e:  # noqa: BLE001 - the boundary: every harness error is a result
             state.errors.append(f"{type(e).__name__}: {e}")
@@ -194,7 +206,7 @@ class _RunState:
             b = self.schedule.disk_broker
             path = data_root / f"broker-{b}"  # LocalCluster's data dir naming
             path.mkdir(parents=True, exist_ok=True)
-            disks[b] = stack.enter_context(SmallDisk(path, DISK_BYTES))
+            disks[b] = stack.enter_context(SmallDisk(path, self.config.disk_bytes))
         return cluster, fabric, disks
 
     def _admin(self) -> AdminClient:
@@ -306,6 +318,27 @@ class _AckWatch:
                     self.healed = True
                 elif op["kind"] == "ack" and self.healed:
                     self.acked_after_heal.add(op["partition"])
+
+
+@contextlib.contextmanager
+def _client_log(path: Path) -> Any:
+    """The client libraries' log lines (INFO and up) into `path` while the run lasts."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in CLIENT_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
 
 
 def _damage_function() -> Callable[[Path, int, str, random.Random], str]:
