@@ -32,6 +32,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from broker.client import ClientError, ClusterClient
@@ -54,6 +55,16 @@ log = logging.getLogger(__name__)
 CommittedLookup = Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartition, int | None]]]
 
 ERRORS_MAX = 16  # errors waiting to be raised by getmany(); more are dropped (and logged)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Ask:
+    """One partition of a fetch about to be sent."""
+
+    tp: TopicPartition
+    offset: int
+    epoch: int  # the position's epoch (a seek or reset since makes the answer stale)
+    leader_epoch: int  # the partition's leader epoch per metadata; -1: unknown
 
 
 class Fetcher:
@@ -252,7 +263,7 @@ class Fetcher:
             del self._backoff_until[tp]  # bounded by the partitions backing off now
         if self.buffered_bytes() >= self._config.fetch_max_bytes:
             return
-        by_leader: dict[int, list[tuple[TopicPartition, int, int]]] = {}
+        by_leader: dict[int, list[_Ask]] = {}
         for tp, st in self._subs.assignment.items():
             if st.position is None or tp in self._inflight_tps:
                 continue
@@ -264,16 +275,17 @@ class Fetcher:
                 buf = None
             if buf is not None and buf.size_bytes >= self._config.max_partition_fetch_bytes:
                 continue
-            leader = self._cluster.leader_for(tp.topic, tp.partition)
-            if leader is None:
+            pm = self._cluster.metadata.partition(tp.topic, tp.partition)
+            if pm is None or pm.leader is None:
                 self._back_off(tp, now)
                 continue
-            if leader in self._inflight:
+            if pm.leader in self._inflight:
                 continue
             offset = buf.next_offset if buf is not None else st.position
-            by_leader.setdefault(leader, []).append((tp, offset, st.epoch))
+            by_leader.setdefault(pm.leader, []).append(
+                _Ask(tp=tp, offset=offset, epoch=st.epoch, leader_epoch=pm.leader_epoch))
         for leader, parts in by_leader.items():
-            self._inflight_tps.update(tp for tp, _, _ in parts)
+            self._inflight_tps.update(ask.tp for ask in parts)
             task = asyncio.create_task(self._fetch(leader, parts),
                                        name=f"{self._config.client_id}-fetch-{leader}")
             self._inflight[leader] = task
@@ -282,19 +294,23 @@ class Fetcher:
         self._backoff_until[tp] = now + self._config.retry_backoff_ms / 1000
         self._cluster.request_metadata_update()
 
-    async def _fetch(self, node: int, parts: list[tuple[TopicPartition, int, int]]) -> None:
+    async def _fetch(self, node: int, parts: list[_Ask]) -> None:
         c = self._config
         topics: dict[str, list[FetchPartition]] = {}
-        for tp, offset, _ in parts:
-            topics.setdefault(tp.topic, []).append(FetchPartition(
-                partition=tp.partition, current_leader_epoch=-1, fetch_offset=offset,
-                log_start_offset=-1, partition_max_bytes=c.max_partition_fetch_bytes))
+        for ask in parts:
+            # The leader epoch the metadata named: a leader of another term answers
+            # FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH (a refresh, then a retry) instead of
+            # serving from a view older or newer than ours (KIP-320).
+            topics.setdefault(ask.tp.topic, []).append(FetchPartition(
+                partition=ask.tp.partition, current_leader_epoch=ask.leader_epoch,
+                fetch_offset=ask.offset, log_start_offset=-1,
+                partition_max_bytes=c.max_partition_fetch_bytes))
         request = FetchRequest(
             replica_id=-1, max_wait_ms=c.fetch_max_wait_ms, min_bytes=c.fetch_min_bytes,
             max_bytes=c.fetch_max_bytes, isolation_level=0, session_id=0, session_epoch=-1,
             topics=[FetchTopic(topic=t, partitions=ps) for t, ps in topics.items()],
             forgotten_topics_data=[], rack_id="")
-        asked = {tp: (offset, epoch) for tp, offset, epoch in parts}
+        asked = {ask.tp: (ask.offset, ask.epoch) for ask in parts}
         loop = asyncio.get_running_loop()
         try:
             response = await self._cluster.send(

@@ -77,13 +77,21 @@ async def list_offsets(cluster: ClusterClient, wanted: Mapping[TopicPartition, i
                                  f"topic {tp.topic!r} has no partition {tp.partition}")
 
 
+def _leader_epoch(cluster: ClusterClient, tp: TopicPartition) -> int:
+    """The leader epoch metadata names (-1: unknown): a leader of another term refuses with
+    FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH rather than answer from an older view."""
+    pm = cluster.metadata.partition(tp.topic, tp.partition)
+    return -1 if pm is None else pm.leader_epoch
+
+
 async def _ask(cluster: ClusterClient, node: int, asked: Mapping[TopicPartition, int],
                timeout_ms: int) -> dict[TopicPartition, Found]:
     """One ListOffsets to one leader: what it answered; retriable failures are left out."""
     topics: dict[str, list[ListOffsetsPartition]] = {}
     for tp, ts in asked.items():
         topics.setdefault(tp.topic, []).append(ListOffsetsPartition(
-            partition_index=tp.partition, current_leader_epoch=-1, timestamp=ts,
+            partition_index=tp.partition, current_leader_epoch=_leader_epoch(cluster, tp),
+            timestamp=ts,
             max_num_offsets=1))
     request = ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=[
         ListOffsetsTopic(name=name, partitions=parts) for name, parts in topics.items()])

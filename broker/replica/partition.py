@@ -163,12 +163,15 @@ class Replica:
 
     # ---- fetch --------------------------------------------------------------------------
     def read(self, offset: int, bytes_max: int) -> list[bytes | memoryview]:
-        """Committed batches from `offset`; raises KafkaError OFFSET_OUT_OF_RANGE."""
-        if offset < self.log.log_start_offset or offset > self.high_watermark:
+        """Committed batches from `offset`. An offset at or past the high watermark but within
+        the log (appended, not yet committed) reads nothing yet, as Kafka's leader answers;
+        only one outside [log start, log end] raises KafkaError OFFSET_OUT_OF_RANGE."""
+        end = max(self.high_watermark, self.log.next_offset)
+        if offset < self.log.log_start_offset or offset > end:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE,
                              f"{self.name}: offset {offset} outside "
-                             f"[{self.log.log_start_offset}, {self.high_watermark}]")
-        if offset == self.high_watermark:
+                             f"[{self.log.log_start_offset}, {end}]")
+        if offset >= self.high_watermark:
             return []
         return self.log.read(offset, self.high_watermark, bytes_max)
 

@@ -31,14 +31,23 @@ class ScriptedLog:
     behind_answers: int = 0
     behind_high_watermark: int = 0
     fetched_at: list[int] = field(default_factory=list)  # fetch offsets asked, in order
+    leader_epoch: int = -1  # >= 0: fence fetches naming another epoch, as a leader does
+    epochs_asked: list[int] = field(default_factory=list)  # current_leader_epoch, in order
 
     def fetch(self, b: ScriptedBroker, h: RequestHeader, body: Any) -> dict[str, Any]:
         (topic,) = body.topics
         (p,) = topic.partitions
         self.fetched_at.append(p.fetch_offset)
+        self.epochs_asked.append(p.current_leader_epoch)
         base = {"partition_index": p.partition, "last_stable_offset": -1,
                 "aborted_transactions": None, "preferred_read_replica": -1}
-        if self.behind_answers != 0:
+        fenced = 0 <= p.current_leader_epoch != self.leader_epoch >= 0
+        if fenced:
+            code = (ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < self.leader_epoch
+                    else ErrorCode.UNKNOWN_LEADER_EPOCH)
+            part = {**base, "error_code": code, "high_watermark": -1, "log_start_offset": -1,
+                    "records": None}
+        elif self.behind_answers != 0:
             self.behind_answers -= 1 if self.behind_answers > 0 else 0
             hw = self.behind_high_watermark
             part = {**base, "error_code": ErrorCode.OFFSET_OUT_OF_RANGE, "high_watermark": hw,
@@ -167,6 +176,33 @@ def test_a_log_that_stays_shorter_resets_after_request_timeout() -> None:
             assert await _read(consumer, log.end) == list(range(log.end))
             cluster.brokers[1].script[ApiKey.LIST_OFFSETS] = stop_behind_on_reset
             await then(consumer)
+        finally:
+            await consumer.stop()
+            await cluster.stop()
+    run(body())
+
+
+def test_fetches_name_the_leader_epoch_and_a_fenced_one_refreshes_and_retries() -> None:
+    """Fetches carry the leader epoch from metadata (KIP-320); a leader of a newer term answers
+    FENCED_LEADER_EPOCH, the consumer refreshes metadata and goes on from the same position,
+    with no error raised and no reset."""
+    log = ScriptedLog(end=20)
+
+    async def body() -> None:
+        cluster = await _cluster(log)
+        cluster.topics[TOPIC][0].epoch = 3
+        log.leader_epoch = 3
+        consumer = await _consumer(cluster)
+        try:
+            assert await _read(consumer, 20) == list(range(20))
+            assert set(log.epochs_asked) == {3}
+            log.leader_epoch, log.end = 4, 25  # re-elected: a new term
+            fenced_from = len(log.epochs_asked)
+            cluster.topics[TOPIC][0].epoch = 4  # what the next metadata refresh reports
+            assert await _read(consumer, 5) == [20, 21, 22, 23, 24]
+            asked = log.epochs_asked[fenced_from:]
+            assert asked[0] == 3 and asked[-1] == 4, asked  # fenced once, then the new epoch
+            assert 0 not in log.fetched_at[1:]  # no reset on the way
         finally:
             await consumer.stop()
             await cluster.stop()

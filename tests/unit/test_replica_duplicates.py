@@ -19,7 +19,7 @@ from broker.raft.core import RaftNode
 from broker.raft.messages import AppendResponse, ConfState, HardState, Heartbeat, VoteResponse
 from broker.replica.partition import AppendResult, Replica
 from broker.storage import PartitionLog
-from broker.wire.errors import KafkaError
+from broker.wire.errors import ErrorCode, KafkaError
 from broker.wire.records import Record, encode_batch, read_batch_header
 
 
@@ -95,5 +95,32 @@ def test_a_retry_fails_with_its_original_when_leadership_is_lost(tmp_path: Path)
             assert isinstance(fut, asyncio.Future)
             with pytest.raises(KafkaError):
                 fut.result()
+
+    asyncio.run(run())
+
+
+def test_a_fetch_past_the_high_watermark_within_the_log_reads_nothing_yet(tmp_path: Path) -> None:
+    """Kafka's leader answers OFFSET_OUT_OF_RANGE only outside [log start, log end]; an offset
+    appended but not yet committed reads empty (the fetch long-polls), so a consumer never
+    resets its position over a commit that is merely late."""
+    async def run() -> None:
+        replica = _leader(tmp_path)
+        committed = replica.high_watermark
+        first = _send(replica)
+        drive(replica)  # appended, no follower has acknowledged it
+        assert replica.high_watermark == committed
+        assert replica.log.next_offset == committed + 1
+        assert replica.read(committed, 1 << 20) == []
+        assert replica.read(committed + 1, 1 << 20) == []  # the log end itself
+        with pytest.raises(KafkaError) as past:
+            replica.read(committed + 2, 1 << 20)
+        assert past.value.code == ErrorCode.OFFSET_OUT_OF_RANGE
+        node = replica.node
+        node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=node.last_index))
+        drive(replica)
+        assert isinstance(first, asyncio.Future) and first.done()
+        assert replica.high_watermark == committed + 1
+        assert [read_batch_header(b).base_offset for b in replica.read(committed, 1 << 20)] \
+            == [committed]
 
     asyncio.run(run())
