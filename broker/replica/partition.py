@@ -9,6 +9,7 @@ fetch handlers call `append()` and `read()`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,10 @@ class _Waiter:
     term: int  # the term it was proposed in: another entry may end up at that index
     base_offset: int
     future: asyncio.Future[AppendResult]
+
+
+def _waiter_index(w: _Waiter) -> int:
+    return w.index
 
 
 class Replica:
@@ -150,9 +155,7 @@ class Replica:
         waiters = self._commit_waiters if acks == -1 else self._append_waiters
         if waiters and waiters[-1].index > index:
             # A retry waits on an earlier entry: keep each list in index order.
-            ordered = sorted([*waiters, waiter], key=lambda w: w.index)
-            waiters.clear()
-            waiters.extend(ordered)
+            bisect.insort_right(waiters, waiter, key=_waiter_index)
         else:
             waiters.append(waiter)
         if acks == -1:

@@ -82,6 +82,35 @@ def test_a_retry_of_an_uncommitted_batch_waits_for_the_commit(tmp_path: Path) ->
     asyncio.run(run())
 
 
+def test_a_retry_behind_later_writes_is_answered_in_index_order(tmp_path: Path) -> None:
+    """A retry of an early batch waits behind later, uncommitted writes of another producer;
+    a partial commit answers exactly the writes it covers, the retry with its original."""
+    async def run() -> None:
+        replica = _leader(tmp_path)
+        node = replica.node
+        first = _send(replica)
+        drive(replica)
+        first_index = node.last_index
+        later = []
+        for pid in (8, 9):
+            raw = bytearray(encode_batch([Record(b"k", b"w", [], 1_700_000_000_000)],
+                                         producer_id=pid, producer_epoch=0, base_sequence=0))
+            later.append(replica.append(raw, read_batch_header(raw), -1))
+            drive(replica)
+        retry = _send(replica)  # waits on first_index, behind the two later writes
+        node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=first_index))
+        drive(replica)
+        assert isinstance(first, asyncio.Future) and isinstance(retry, asyncio.Future)
+        assert retry.done() and retry.result() == first.result()
+        assert not any(f.done() for f in later)  # type: ignore[union-attr]
+        node.step(AppendResponse(src=2, dst=1, term=node.term, success=True, index=node.last_index))
+        drive(replica)
+        offsets = [f.result().base_offset for f in later]  # type: ignore[union-attr]
+        assert offsets == [first.result().base_offset + 1, first.result().base_offset + 2]
+
+    asyncio.run(run())
+
+
 def test_a_retry_fails_with_its_original_when_leadership_is_lost(tmp_path: Path) -> None:
     async def run() -> None:
         replica = _leader(tmp_path)
