@@ -14,8 +14,11 @@ Rules (the log serves nothing that fails them):
   anything is cut, so a crash in between finds the same damage again. A log damaged without a
   hard state to mark (or damaged metadata files) raises LogCorruptionError: nothing is cut.
   Damage at the very end that a torn write could also explain (an entry cut short, a length
-  running past the file) is taken for a torn write: that is the one case where a flipped bit
-  in the last entry's length field goes unnoticed.
+  running past the file) is taken for a torn write, except a length running past the file
+  whose entry is whole and CRC-valid with one bit of that length flipped back: damage. Left
+  ambiguous: the last segment cut short after an entry boundary, or several bits of the last
+  entry's length flipped; the hard state's commit index still catches the cut entries it
+  covers.
 - A last segment shorter than its header, or whose header is all zeros, was being created
   when the process stopped: it is deleted (and so on backwards, for a roll that created
   several).
@@ -69,6 +72,7 @@ LOG_START_FILE = "log_start"
 _KINDS = frozenset(int(k) for k in EntryKind)
 _INDEX_FIELD = struct.Struct(">Q")
 _INDEX_FIELD_AT = 8  # crc, length, then the index
+_LENGTH_FIELD = struct.Struct(">I")
 _SEARCH_CHUNK_BYTES = 1 << 20
 _META_BYTES_MAX = 1 << 20  # metadata files are tiny; read no more than this
 _CRC_MISMATCH = "CRC mismatch"
@@ -393,6 +397,11 @@ def scan_segment(seg: Segment, file_size: int, *, last: bool, runs: TermRuns,
                 # A whole entry whose header was written (a header of zeros is a page that never
                 # reached the disk): its bytes changed after they were written. Damage.
                 raise LogCorruptionError(seg.path, position, found + " at the end of the log")
+            flipped = _length_bit_flipped(window, position, config.entry_bytes_max)
+            if flipped is not None:
+                raise LogCorruptionError(seg.path, position, f"{found}, yet the entry is whole "
+                                         f"with length {flipped} (one bit of its length field "
+                                         "flipped)")
             return position
         index, term, kind, payload = found
         if index != expect or term < seg.last_term or kind not in _KINDS:
@@ -440,6 +449,27 @@ def _entry_at(window: _Window, position: int, entry_bytes_max: int
     if crc32c(whole[4:]) != crc:
         return f"{_CRC_MISMATCH} in entry {index}"
     return index, term, kind, whole[ENTRY_HEADER_BYTES:]
+
+
+def _length_bit_flipped(window: _Window, position: int, entry_bytes_max: int) -> int | None:
+    """The length the entry at `position` really has, when its stored length runs past the
+    file (what a torn write leaves) but the entry is whole and its CRC holds with one bit of
+    the length field flipped back: the one-bit damage a torn write cannot produce (a CRC-32C
+    collision aside). None when no such length exists: then the tail is taken as torn."""
+    head = window.view(position, ENTRY_HEADER_BYTES)
+    if head is None or not any(head):
+        return None
+    crc, length, *_ = ENTRY_HEADER.unpack_from(head)
+    room = min(window.file_size - position - ENTRY_HEADER_BYTES, entry_bytes_max)
+    rest = bytes(head[8:])
+    for bit in range(32):
+        candidate = length ^ (1 << bit)
+        if candidate > room:
+            continue
+        payload = window.view(position + ENTRY_HEADER_BYTES, candidate)
+        if payload is not None and crc32c(payload, crc32c(_LENGTH_FIELD.pack(candidate) + rest)) == crc:
+            return candidate
+    return None
 
 
 def _valid_entry_follows(window: _Window, position: int, expect: int, entry_bytes_max: int) -> bool:

@@ -102,14 +102,6 @@ def test_zeros_after_the_last_entry_are_a_torn_write(tmp_path: Path) -> None:
         assert all_entries(log) == entries
 
 
-def test_a_flipped_length_in_the_last_entry_is_a_torn_write(tmp_path: Path) -> None:
-    """The one ambiguous case: a length running past the file is what a torn write leaves."""
-    entries = written_log(tmp_path)
-    last = segment_paths(tmp_path)[-1]
-    flip(last, entry_positions(last)[-1] + 6)
-    with open_log(tmp_path) as log:
-        assert all_entries(log) == entries[:-1]
-        assert log.damage is None and not log.initial_state()
 
 
 def marked_log(path: Path, commit: int = 25, n: int = 30) -> list[Entry]:
@@ -146,6 +138,31 @@ def test_a_flipped_byte_in_the_last_whole_entry_is_damage(tmp_path: Path, field_
     start = entry_positions(last)[-1]
     flip(last, start + field_at if field_at >= 0 else os.path.getsize(last) - 1)
     assert_repaired(tmp_path, entries, len(entries) - 1)
+
+
+@pytest.mark.parametrize("bit", [8, 14, 23, 31])
+def test_a_flipped_bit_in_the_last_entrys_length_is_damage(tmp_path: Path, bit: int) -> None:
+    """A length running past the file is what a torn write leaves, but this entry is whole and
+    its CRC holds once that one bit is flipped back: it was written, so it is damage."""
+    entries = marked_log(tmp_path)
+    last = segment_paths(tmp_path)[-1]
+    at = entry_positions(last)[-1] + 4
+    data = bytearray(last.read_bytes())
+    data[at:at + 4] = (struct.unpack_from(">I", data, at)[0] ^ (1 << bit)).to_bytes(4, "big")
+    last.write_bytes(bytes(data))
+    assert_repaired(tmp_path, entries, len(entries) - 1)
+
+
+def test_a_torn_entry_with_a_length_past_the_file_is_still_torn(tmp_path: Path) -> None:
+    """The one-bit check does not turn a torn write into damage: the last entry cut short
+    (its length runs past the file) is cut as before, with no repair mark."""
+    entries = marked_log(tmp_path, commit=20)
+    last = segment_paths(tmp_path)[-1]
+    cut(last, os.path.getsize(last) - 3)
+    with open_log(tmp_path) as log:
+        assert all_entries(log) == entries[:-1]
+        hs = log.initial_state()
+        assert log.damage is None and hs is not None and not hs.repairing
 
 
 def test_damage_without_a_hard_state_is_refused(tmp_path: Path) -> None:
