@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from tests.integration import kafka_wire
+from tests.integration.cli_calls import IN_PROCESS_COMMANDS, CliHung, run_in_process
 from tests.integration.processes import (
     HOST,
     LOG_TAIL_LINES,
@@ -64,6 +65,7 @@ __all__ = [
     "wait_until",
 ]
 
+CLI_IN_PROCESS_GRACE_S = 5.0  # beyond the command's own --timeout-ms
 START_ATTEMPTS_MAX = 3  # fresh port picks when a broker loses a port race at first start
 RESTART_ATTEMPTS_MAX = 5  # same ports: a just-killed broker's port may linger briefly
 READY_TIMEOUT_S = 60.0
@@ -370,9 +372,28 @@ class LocalCluster:
             raise ClusterError(f"`{' '.join(cmd[2:])}` did not finish within {timeout_s:g} s; "
                                f"output so far: {out!r}") from None
 
+    def call_cli(self, *args: str, timeout_s: float = 30.0, bootstrap: str | None = None
+                 ) -> subprocess.CompletedProcess[str]:
+        """`run_cli` for the harness's own looks: the commands in IN_PROCESS_COMMANDS run in
+        this process (cli_calls says why), bounded by `--timeout-ms` of `timeout_s`; any other
+        command runs as a process."""
+        if tuple(args[:2]) not in IN_PROCESS_COMMANDS:
+            return self.run_cli(*args, timeout_s=timeout_s, bootstrap=bootstrap)
+        argv = list(args)
+        if "--bootstrap" not in args:
+            argv += ["--bootstrap", bootstrap or self.live_bootstrap]
+        if "--timeout-ms" not in args:
+            argv += ["--timeout-ms", str(max(1, round(timeout_s * 1000)))]
+        try:
+            return run_in_process(argv, timeout_s + CLI_IN_PROCESS_GRACE_S)
+        except CliHung as e:
+            raise ClusterError(f"`raftlog {' '.join(argv)}` did not return within "
+                               f"{timeout_s + CLI_IN_PROCESS_GRACE_S:g} s; {e}") from None
+
     def cli_json(self, *args: str, timeout_s: float = 30.0, bootstrap: str | None = None) -> Any:
-        """Run a command with `--json`; its parsed output. Fails on a non-zero exit."""
-        r = self.run_cli(*args, "--json", timeout_s=timeout_s, bootstrap=bootstrap)
+        """Run a command with `--json` (call_cli); its parsed output. Fails on a non-zero
+        exit."""
+        r = self.call_cli(*args, "--json", timeout_s=timeout_s, bootstrap=bootstrap)
         command = " ".join(args)
         if r.returncode != 0:
             message = (f"`raftlog {command} --json` exited {r.returncode}: "
@@ -412,8 +433,8 @@ class LocalCluster:
                      timeout_s: float = 60.0) -> dict:
         """Create a topic with the CLI and wait until every partition has a leader; returns
         the last describe output."""
-        r = self.run_cli("topic", "create", name, "--partitions", str(partitions),
-                         "--replication-factor", str(replication_factor))
+        r = self.call_cli("topic", "create", name, "--partitions", str(partitions),
+                          "--replication-factor", str(replication_factor))
         if r.returncode != 0:
             error = CliUnavailable if CLI_UNAVAILABLE in r.stderr else ClusterError
             raise error(f"`raftlog topic create {name}` exited {r.returncode}: "

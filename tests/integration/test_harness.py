@@ -239,3 +239,18 @@ def test_cli_failure_is_reported_not_hung(tmp_path: Path) -> None:
     (closed_port,) = pick_free_ports(1)
     with pytest.raises(ClusterError, match="topic list"):
         c.cli_json("topic", "list", bootstrap=f"{HOST}:{closed_port}", timeout_s=30)
+
+
+@pytest.mark.parametrize("args", [
+    ("topic", "list", "--json"),  # nothing listens there: exit 1, one line on stderr
+    ("topic", "create", "t", "--partitions", "1"),  # --replication-factor missing: exit 2
+])
+def test_cli_in_process_answers_as_the_process_does(tmp_path: Path,
+                                                    args: tuple[str, ...]) -> None:
+    c = LocalCluster(1, data_root=tmp_path)
+    (closed_port,) = pick_free_ports(1)
+    argv = [*args, "--timeout-ms", "5000", "--bootstrap", f"{HOST}:{closed_port}"]
+    as_process, in_process = c.run_cli(*argv), c.call_cli(*argv)
+    assert as_process.returncode in (1, 2), as_process
+    assert (in_process.returncode, in_process.stdout, in_process.stderr) == (
+        as_process.returncode, as_process.stdout, as_process.stderr)

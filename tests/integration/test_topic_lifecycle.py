@@ -4,6 +4,7 @@ one-line failures (exit 1) for what the user can fix."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections import Counter
 
@@ -144,3 +145,16 @@ def test_cluster_status_shape(cluster: LocalCluster) -> None:
     for i, b in brokers.items():
         assert b["alive"] is True, s
         assert b["address"] == cluster.address(i), s
+
+
+def test_the_harness_looks_in_process_print_what_the_command_prints(cluster: LocalCluster) -> None:
+    """The harness runs its frequent looks in the test process (cli_calls); they must see
+    what `python -m broker` prints."""
+    assert _create(cluster, "listed", 2, 3).returncode == 0
+    args = ("topic", "list", "--json", "--timeout-ms", "30000")
+    as_process, in_process = cluster.run_cli(*args), cluster.call_cli(*args)
+    assert as_process.returncode == in_process.returncode == 0, (as_process, in_process)
+    assert in_process.stderr == as_process.stderr == ""
+    listed = sorted(json.loads(in_process.stdout), key=lambda t: t["name"])
+    assert listed == sorted(json.loads(as_process.stdout), key=lambda t: t["name"])
+    assert "listed" in {t["name"] for t in listed}

@@ -21,7 +21,9 @@ __all__ = [
     "wait_until",
 ]
 
-POLL_INTERVAL_S = 0.2
+# Between polls. The harness's probes are cheap (a connect, an in-process CLI call), so a
+# short pause mostly shortens the time from a state being reached to a test noticing it.
+POLL_INTERVAL_S = 0.1
 
 T = TypeVar("T")
 
