@@ -58,11 +58,11 @@ from broker.replica.codec import (
 )
 from broker.replica.manager import ReplicaManager
 from broker.replica.partition import Replica
-from broker.storage import LogConfig, PartitionLog
+from broker.storage import LogConfig, LogError, PartitionLog
 from broker.transport import PeerBus, TransportConfig
 from broker.wire.errors import ErrorCode, KafkaError
 
-__all__ = ["Broker", "run_broker"]
+__all__ = ["Broker", "StartupError", "run_broker"]
 
 log = logging.getLogger("raftlog.broker")
 
@@ -70,6 +70,11 @@ CONTROLLER_REQUESTS_MAX = 256
 LEADERS_FULL_S = 1.0
 LEADER_BALANCE_INTERVAL_S = 2.0  # how often the controller leader rebalances leadership
 LEADER_MOVES_MAX = 64  # transfers started per round (each is one TimeoutNow)
+METADATA_LOG_DIR = "controller"
+
+
+class StartupError(Exception):
+    """The broker cannot start (its metadata log cannot be opened); the message says why."""
 
 
 class Broker:
@@ -91,6 +96,8 @@ class Broker:
         self.by_partition: dict[tuple[str, int], int] = {}  # (topic, partition) -> group id
         self.peer_last_heard: dict[int, float] = {}
         self._dead_peers: set[int] = set()
+        self._stopping = False  # shutting down: our heartbeats say so
+        self._stopping_peers: set[int] = set()  # peers whose last heartbeat said so
         self._led_version = 0  # bumped when a local group gains or loses leadership
         # A peer is presumed dead after an election timeout without a broker heartbeat.
         self._peer_timeout_s = config.election_ticks * config.tick_ms / 1000
@@ -111,18 +118,26 @@ class Broker:
 
     # ---- startup ----------------------------------------------------------------------------
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.bus.set_handlers(on_message=self._on_peer_message,
-                              on_unreachable=self.manager.on_peer_unreachable)
-        await self.bus.start()
+        """Raises StartupError when the metadata log cannot be opened (a broker without it
+        can serve nothing: it exits, like a Kafka broker whose metadata log dir failed), and
+        OSError when a port cannot be bound."""
+        controller_log, fresh = self._open_controller_log()  # first: nothing to undo if it fails
+        try:
+            self.bus.set_handlers(on_message=self._on_peer_message,
+                                  on_unreachable=self.manager.on_peer_unreachable)
+            await self.bus.start()
+        except BaseException:
+            controller_log.close(sync=False)
+            raise
         self.bus.set_peers(dict(self.config.controller_voters))
         self.manager.role_listeners.append(self._on_local_role)
         self.manager.role_listeners.append(self.groups.on_role)
+        self.manager.offline_listeners.append(self._on_replica_offline)
         self.manager.peer_alive = self.peer_alive
         self.manager.leader_claim = lambda group: self.leaders.get(group, (0, 0))
         self.controller.listeners.append(self._on_metadata_changes)
         await self.manager.start()
-        self._open_controller()
+        self._add_controller(controller_log, fresh)
         from broker.api.handlers import KafkaApi
         from broker.api.connection import ConnectionStats, KafkaConnection
 
@@ -162,15 +177,36 @@ class Broker:
             plog.set_hard_state(HardState(term=0, vote=0, commit=0, conf=ConfState(voters=voters)))
         return plog, fresh
 
-    def _open_controller(self) -> None:
-        voters = frozenset(self.config.controller_voters)
-        plog, fresh = self._open_log(self.data_dir / "controller", voters)
+    def _open_controller_log(self) -> tuple[PartitionLog, bool]:
+        directory = self.data_dir / METADATA_LOG_DIR
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            return self._open_log(directory, frozenset(self.config.controller_voters))
+        except (OSError, LogError) as e:  # e.g. ENOSPC while recovery repairs a torn tail
+            raise StartupError(f"cannot open the metadata log in {directory}: {e}") from e
+
+    def _add_controller(self, plog: PartitionLog, fresh: bool) -> None:
         replica = self.manager.add(group_id=CONTROLLER_GROUP_ID, topic="__cluster_metadata",
                                    partition=0, log_=plog, on_committed=self.controller.on_committed,
                                    applied=0)
         self.controller.replica = replica
-        if fresh and len(voters) == 1:
+        if fresh and len(self.config.controller_voters) == 1:
             replica.node.campaign()
+
+    def _on_replica_offline(self, replica: Replica) -> None:
+        """A local replica failed on a storage error (ReplicaManager offline listener). For
+        the metadata replica, the controller's image freezes at what was applied: from now on
+        this broker refuses what needs the image (see broker.api.handlers), stops registering
+        with the controller (which fences it, so the other brokers stop listing it), and hands
+        off the leaderships it still holds, until a restart reopens the log. Exiting instead
+        would turn a transient full disk into a crash; Kafka shuts such a broker down, and
+        this is the nearest a running process gets to that."""
+        if replica is not self.controller.replica:
+            return
+        reason = f"broker {self.node_id}'s metadata log is offline after a storage error"
+        self.controller.go_offline(reason)
+        log.error("%s: refusing metadata requests and leaving the cluster's live brokers "
+                  "until restarted", reason)
 
     # ---- metadata -> local replicas --------------------------------------------------------
     def _on_metadata_changes(self, changes: list[Change]) -> None:
@@ -195,14 +231,23 @@ class Broker:
     def _create_replica(self, p: PartitionInfo) -> None:
         if p.group_id in self.manager.replicas:
             return
-        plog, fresh = self._open_log(self._replica_dir(p), frozenset(p.replicas))
+        try:
+            plog, fresh = self._open_log(self._replica_dir(p), frozenset(p.replicas))
+        except (OSError, LogError) as e:  # runs inside the metadata apply: never raise there
+            log.error("replica of group %d (%s-%d) is offline: cannot open its log: %s",
+                      p.group_id, p.topic, p.partition, e)
+            return
         replica = self.manager.add(group_id=p.group_id, topic=p.topic, partition=p.partition,
                                    log_=plog)
         if fresh and p.preferred_leader == self.node_id:
             replica.node.campaign()
 
     def _delete_replica(self, p: PartitionInfo) -> None:
-        self.manager.remove(p.group_id)
+        try:
+            self.manager.remove(p.group_id)
+        except (OSError, LogError) as e:  # its last sync failed; the files go anyway
+            log.error("closing the replica of group %d (%s-%d): %s", p.group_id, p.topic,
+                      p.partition, e)
         shutil.rmtree(self._replica_dir(p), ignore_errors=True)
 
     def _update_peers(self) -> None:
@@ -337,8 +382,14 @@ class Broker:
                 self._dead_peers.discard(node)
 
     def _on_heartbeat(self, src: int, body: dict[str, Any]) -> None:
-        self.peer_last_heard[src] = time.monotonic()
-        self.controller.heard_from(src, str(body["client"]), str(body["raft"]), int(body["inc"]))
+        self.peer_last_heard[src] = time.monotonic()  # alive for Raft either way
+        if body.get("stopping"):  # never a leadership target again (a restart clears it)
+            self._stopping_peers.add(src)
+        else:
+            self._stopping_peers.discard(src)
+        if not body.get("metadata_offline"):  # otherwise the controller lets it be fenced
+            self.controller.heard_from(src, str(body["client"]), str(body["raft"]),
+                                       int(body["inc"]))
         if "leaders" in body:
             self._heard_leaders(src, [(int(g), int(t), [int(n) for n in isr])
                                       for g, t, isr in body["leaders"]])
@@ -351,8 +402,9 @@ class Broker:
         balanced_at = time.monotonic()
         while True:
             now = time.monotonic()
-            body: dict[str, Any] = {"inc": self.incarnation, "client": self.config.advertised,
-                                    "raft": self.raft_address}
+            body = self._heartbeat_body()
+            if not self.controller.online:
+                self._hand_off_leaderships()  # see _on_replica_offline
             if sent_version != self._led_version or now - full_at >= LEADERS_FULL_S:
                 body["leaders"] = [[g, r.node.term, self._local_isr(r)]
                                    for g, r in self.manager.replicas.items() if r.leader_ready]
@@ -361,8 +413,9 @@ class Broker:
             for peer in self.bus.peers():
                 if peer != self.node_id:
                     self.bus.send(peer, frames)
-            self.controller.heard_from(self.node_id, self.config.advertised,
-                                       self.raft_address, self.incarnation)
+            if self.controller.online:
+                self.controller.heard_from(self.node_id, self.config.advertised,
+                                           self.raft_address, self.incarnation)
             self._check_peers()
             for record in self.controller.duties():
                 self._spawn(self._propose_quietly(record), "controller-duty")
@@ -371,6 +424,16 @@ class Broker:
                 balanced_at = now
                 self._balance_leaders()
             await asyncio.sleep(interval_s)
+
+    def _heartbeat_body(self) -> dict[str, Any]:
+        """Who we are, and whether our metadata log is offline or we are shutting down."""
+        body: dict[str, Any] = {"inc": self.incarnation, "client": self.config.advertised,
+                                "raft": self.raft_address}
+        if not self.controller.online:
+            body["metadata_offline"] = True  # see _on_replica_offline
+        if self._stopping:
+            body["stopping"] = True  # see shutdown
+        return body
 
     def _add_metadata_learners(self) -> None:
         """On the controller leader: a registered broker that is not a controller voter
@@ -397,8 +460,8 @@ class Broker:
         """On the controller leader: move leaderships back toward preferred leaders."""
         if not self.controller.is_leader:
             return
-        alive = [n for n in self.controller.state.live_brokers()
-                 if n == self.node_id or self.peer_alive(n)]
+        alive = [n for n in self.controller.state.live_brokers()  # never one that is stopping
+                 if (n == self.node_id and not self._stopping) or self._can_take_leadership(n)]
         current = {g: leader for g, (leader, _t) in self.leaders.items() if g != CONTROLLER_GROUP_ID}
         for group_id, target in leader_balance_moves(self.controller.state, current, alive,
                                                      moves_max=LEADER_MOVES_MAX):
@@ -425,6 +488,11 @@ class Broker:
     # ---- controller requests -------------------------------------------------------------------
     async def controller_request(self, op: str, args: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
         """Run a controller operation on the controller leader, wherever it is."""
+        if self.controller.offline_reason is not None:
+            # Which broker leads the metadata group is metadata too: at once, the code that
+            # sends Kafka clients to look the controller up again (elsewhere: this broker
+            # refuses Metadata).
+            raise KafkaError(ErrorCode.NOT_CONTROLLER, self.controller.offline_reason)
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             try:
@@ -485,6 +553,7 @@ class Broker:
         """Stop accepting, hand leaderships off, flush, stop. Bounded by shutdown_timeout_ms."""
         if self._server is not None:
             self._server.close()
+        self._announce_stopping()
         try:
             async with asyncio.timeout(self.config.shutdown_timeout_ms / 1000 * 0.6):
                 await self._transfer_leaderships()
@@ -501,22 +570,50 @@ class Broker:
         await self.manager.stop()
         await self.bus.stop()
 
+    def _announce_stopping(self) -> None:
+        """Say we are stopping in a heartbeat now (and in every later one): peers that stop
+        too then neither hand us leaderships nor wait for us to take theirs. Now, because
+        with nothing to hand off our heartbeat loop ends before its next beat."""
+        self._stopping = True
+        frames = encode_control(T_BROKER_HEARTBEAT, self._heartbeat_body())
+        for peer in self.bus.peers():
+            if peer != self.node_id:
+                self.bus.send(peer, frames)
+
     async def _transfer_leaderships(self) -> None:
-        while True:
-            led = [r for r in self.manager.replicas.values() if r.node.role is Role.LEADER]
-            if not led or len(self.bus.peers()) == 0:
-                return
-            for replica in led:
-                target = self._transfer_target(replica)
-                if target and not replica.node.lead_transferee:
-                    replica.node.transfer_leadership(target)
-                    self.manager.mark(replica.group_id)
+        while self.bus.peers() and self._hand_off_leaderships():
             await asyncio.sleep(self.config.tick_ms / 1000)
 
+    def _hand_off_leaderships(self) -> bool:
+        """Start a leadership transfer for every local group we lead (one at a time per
+        group) to a peer that can take it; returns whether a group we lead still has such a
+        peer. When none has, waiting cannot help: a transfer to a broker that stopped never
+        completes, and one to a broker that is stopping too would only bounce (when all
+        brokers stop at once, each would otherwise wait out its shutdown deadline)."""
+        waiting = False
+        for replica in self.manager.replicas.values():
+            node = replica.node
+            if node.role is not Role.LEADER:
+                continue
+            target = self._transfer_target(replica)
+            if not target:
+                continue
+            waiting = True
+            if not self._can_take_leadership(node.lead_transferee):  # none, or it went away
+                node.transfer_leadership(target)
+                self.manager.mark(replica.group_id)
+        return waiting
+
+    def _can_take_leadership(self, node: int) -> bool:
+        """A peer that is alive and not shutting down."""
+        return (node not in (0, self.node_id) and self.peer_alive(node)
+                and node not in self._stopping_peers)
+
     def _transfer_target(self, replica: Replica) -> int:
+        """The most caught-up voter that can take leadership (0: none)."""
         best, best_match = 0, -1
         for node in sorted(replica.node.conf.voters):
-            if node == self.node_id:
+            if not self._can_take_leadership(node):
                 continue
             pr = replica.node.progress(node)
             if pr is not None and pr.match > best_match:
@@ -547,7 +644,7 @@ def run_broker(config: BrokerConfig) -> int:
             loop.add_signal_handler(sig, on_signal)
         try:
             await broker.start()
-        except OSError as e:
+        except (OSError, StartupError) as e:
             print(f"raftlog serve: cannot start: {e}", file=sys.stderr)
             return 1
         await stop.wait()

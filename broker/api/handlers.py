@@ -37,7 +37,7 @@ from broker.wire.records import CorruptBatchError, decode_batches, verify_batch
 if TYPE_CHECKING:
     from broker.server import Broker
 
-__all__ = ["KafkaApi", "ADVERTISED_VERSIONS"]
+__all__ = ["KafkaApi", "ADVERTISED_VERSIONS", "NEEDS_METADATA"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,26 @@ ADVERTISED_VERSIONS = {k: v for k, v in SUPPORTED_VERSIONS.items()
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 Handler = Callable[[RequestHeader, Any], Awaitable[Any]]
+
+# Requests any broker may be asked, answered from the cluster metadata image (brokers,
+# controller, topics, configs) or by the controller. While this broker's own metadata replica
+# is offline (a storage error; broker.controller.service), its image is frozen, and Kafka
+# clients treat a Metadata answer as authoritative: they would stick to a stale broker list
+# and leaders. The answer that every client reads as "ask another broker" is a closed
+# connection: kafka-python backs off that node and picks another (its bootstrap too), and our
+# ClusterClient moves to its next candidate at once. The alternatives mislead: an empty
+# broker list is dropped by kafka-python (which may then ask here again) but adopted by our
+# client (which then has nobody to ask but this broker), and per-topic errors with a broker
+# list keep clients coming back here. (A KRaft broker that lost its metadata log dir shuts
+# down, and one not yet caught up with the metadata log takes no requests: its clients get
+# no answer either.)
+# RaftlogDescribeCluster, our own API, answers KAFKA_STORAGE_ERROR instead (so `raftlog
+# cluster status` can say why, and the admin client asks another broker); CreateTopics and
+# DeleteTopics answer NOT_CONTROLLER (Broker.controller_request); Produce, Fetch, ListOffsets
+# and the group APIs are served by local Raft replicas, which are authoritative for their own
+# partitions, and keep working while they are online.
+NEEDS_METADATA = frozenset({ApiKey.METADATA, ApiKey.FIND_COORDINATOR, ApiKey.DESCRIBE_CONFIGS,
+                            ApiKey.INIT_PRODUCER_ID})
 
 
 class KafkaApi:
@@ -90,6 +110,9 @@ class KafkaApi:
         v2_min = RECORD_BATCH_V2_MIN_VERSIONS.get(header.api_key)
         if v2_min is not None and header.api_version < v2_min:
             raise CloseConnection(f"{header.api_key!r} v{header.api_version} predates RecordBatch v2")
+        offline = self.broker.controller.offline_reason
+        if offline is not None and header.api_key in NEEDS_METADATA:
+            raise CloseConnection(f"{header.api_key!r} needs the cluster metadata: {offline}")
         response = await handler(header, body)
         if response is None:
             return None
@@ -390,6 +413,9 @@ class KafkaApi:
         """raftlog's private API 10000: every registered broker (dead ones too), the controller
         leader, and every partition's leader, replicas and ISR as this broker knows them."""
         b = self.broker
+        if not b.controller.online:  # see NEEDS_METADATA: a frozen image would mislead
+            return {"throttle_time_ms": 0, "error_code": ErrorCode.KAFKA_STORAGE_ERROR,
+                    "controller_id": -1, "brokers": [], "partitions": []}
         state = b.controller.state
         brokers = []
         for info in sorted(state.brokers.values(), key=lambda i: i.node_id):

@@ -18,7 +18,9 @@ came (NoBrokersAvailableError, RequestTimedOutError). Every operation finishes w
   create_topic returns once every partition has a leader in the metadata.
 - describe_topic asks each partition's leader for its high watermark (ListOffsets, latest).
 - describe_cluster uses raftlog's private RaftlogDescribeCluster API (every registered broker,
-  dead ones included); against a broker without it, Metadata (live brokers only).
+  dead ones included); against a broker without it, Metadata (live brokers only). A broker
+  that answers with a retriable error (KAFKA_STORAGE_ERROR: its metadata log is offline) is
+  passed over for the other known brokers.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from broker.client.errors import (
 )
 from broker.client.loop_thread import LoopThread
 from broker.client.metadata import TopicMetadata
-from broker.wire.errors import ErrorCode, KafkaError
+from broker.wire.errors import RETRIABLE, ErrorCode, KafkaError
 from broker.wire.kafka.messages import (
     CreatableTopic,
     CreatableTopicConfig,
@@ -284,7 +286,12 @@ class AsyncAdminClient:
                                                         timeout_ms=d.remaining_ms())
             except IncompatibleBrokerError:
                 return await self._cluster_from_metadata()
-        check_error(response.error_code, "the broker could not describe the cluster")
+            if error_code(response.error_code) in RETRIABLE:
+                response = await self._describe_elsewhere(response, d)
+        code = error_code(response.error_code)
+        check_error(code, "no broker could describe the cluster: the broker's metadata log is "
+                    "offline (storage error)" if code == ErrorCode.KAFKA_STORAGE_ERROR
+                    else "the broker could not describe the cluster")
         brokers = tuple(sorted((BrokerDescription(node_id=b.node_id, host=b.host, port=b.port,
                                                   alive=b.alive) for b in response.brokers),
                                key=lambda b: b.node_id))
@@ -294,6 +301,22 @@ class AsyncAdminClient:
             key=lambda p: (p.topic, p.partition)))
         controller = response.controller_id if response.controller_id >= 0 else None
         return ClusterDescription(controller=controller, brokers=brokers, partitions=partitions)
+
+    async def _describe_elsewhere(self, refusal: Any, d: _Deadline) -> Any:
+        """The broker asked could not describe the cluster (its metadata log is offline, so
+        it holds only a frozen image): ask every known broker once, by node id, and take the
+        first answer without error; the refusal stands if none gives one. (The one that
+        refused may be asked again: send_any does not say which broker it used.)"""
+        for node_id in sorted(self._cluster.metadata.brokers):
+            timeout_ms = min(d.remaining_ms(), self._cluster.config.request_timeout_ms)
+            try:
+                response = await self._cluster.send(node_id, RaftlogDescribeClusterRequest(),
+                                                    timeout_ms=timeout_ms)
+            except ClientError:
+                continue  # unreachable, or without the API: the next one
+            if response.error_code == ErrorCode.NONE:
+                return response
+        return refusal
 
     async def _cluster_from_metadata(self) -> ClusterDescription:
         await self._cluster.refresh_metadata()

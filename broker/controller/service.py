@@ -73,6 +73,10 @@ class ControllerService:
         self._pending: dict[int, asyncio.Future[list[Change]]] = {}  # by Kafka base offset
         self._seen: dict[int, BrokerSeen] = {}
         self._leader_since_s: float | None = None
+        # Why this broker's replica of the metadata log is offline (a storage error); None
+        # while it is online. Never cleared: only a restart reopens the log (as in Kafka, a
+        # failed log dir needs a restart), and until then `state` is a frozen image.
+        self.offline_reason: str | None = None
 
     # ---- applying the log (every broker) --------------------------------------------------
     def on_committed(self, replica: Replica, entry: Entry) -> None:
@@ -94,19 +98,34 @@ class ControllerService:
             for listener in self.listeners:
                 listener(changes)
 
+    # ---- availability -----------------------------------------------------------------------
+    @property
+    def online(self) -> bool:
+        """Whether `state` follows the metadata log (False: it is a frozen image)."""
+        return self.offline_reason is None
+
+    def go_offline(self, reason: str) -> None:
+        """The local metadata replica failed: stop claiming leadership or naming a leader."""
+        if self.offline_reason is None:
+            self.offline_reason = reason
+            self.fail_pending(ErrorCode.KAFKA_STORAGE_ERROR, reason)
+
     # ---- leadership -------------------------------------------------------------------------
     @property
     def is_leader(self) -> bool:
-        return self.replica is not None and self.replica.leader_ready
+        return self.online and self.replica is not None and self.replica.leader_ready
 
     @property
     def leader_id(self) -> int:
-        return 0 if self.replica is None else self.replica.node.leader_id
+        """The metadata group's leader as this broker knows it (0: none known, or offline)."""
+        if not self.online or self.replica is None:
+            return 0
+        return self.replica.node.leader_id
 
     async def propose(self, record: MetadataRecord) -> list[Change]:
         """Append a record on the leader and wait until it is committed and applied."""
         replica = self.replica
-        if replica is None or not replica.leader_ready:
+        if replica is None or not self.is_leader:
             raise KafkaError(ErrorCode.NOT_CONTROLLER, "this broker is not the controller leader")
         if len(self._pending) >= PENDING_PROPOSALS_MAX:
             raise KafkaError(ErrorCode.REQUEST_TIMED_OUT, "too many metadata changes pending")
@@ -204,10 +223,11 @@ class ControllerService:
                 out.append(BrokerFenced(node_id=info.node_id, broker_epoch=info.broker_epoch))
         return out
 
-    def fail_pending(self) -> None:
+    def fail_pending(self, code: ErrorCode = ErrorCode.NOT_CONTROLLER,
+                     message: str = "controller moved") -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(KafkaError(ErrorCode.NOT_CONTROLLER, "controller moved"))
+                future.set_exception(KafkaError(code, message))
         self._pending.clear()
 
 

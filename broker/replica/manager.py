@@ -21,7 +21,7 @@ from broker.raft.core import RaftConfig, RaftNode
 from broker.raft.messages import Entry, Heartbeat, HeartbeatResponse, Message, Ready, Role
 from broker.replica.codec import PeerMessageError, decode_message, encode_message
 from broker.replica.partition import Replica
-from broker.storage import LogError, PartitionLog
+from broker.storage import LogError, LogReadOnlyError, PartitionLog
 from broker.transport import PeerBus
 
 __all__ = ["ReplicaManager"]
@@ -58,6 +58,8 @@ class ReplicaManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.role_listeners: list[Callable[[Replica], None]] = []
+        # Told when a replica goes offline after a storage error (it is already removed).
+        self.offline_listeners: list[Callable[[Replica], None]] = []
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -233,15 +235,21 @@ class ReplicaManager:
         if not batch:
             return
         to_sync: list[PartitionLog] = []
+        unwritten: set[PartitionLog] = set()
         now_ms = int(time.time() * 1000)
         for replica, ready in batch:
-            replica.write(ready)
+            try:
+                replica.write(ready)
+            except (OSError, LogReadOnlyError) as e:  # a reset's file work failed: latched
+                log.error("log %s failed: %s", replica.log.directory, e)
+                unwritten.add(replica.log)
+                continue
             if ready.entries or ready.hard_state is not None:
                 self._written[replica.group_id] = now_ms
             self._send(replica.group_id, ready.messages)
             if ready.must_sync or ready.committed:
                 to_sync.append(replica.log)
-        failed = await self._sync(to_sync)
+        failed = unwritten | await self._sync(to_sync)
         for replica, ready in batch:
             if replica.group_id not in self.replicas:
                 continue  # removed while syncing
@@ -286,6 +294,9 @@ class ReplicaManager:
         self.replicas.pop(replica.group_id, None)
         self._dirty.discard(replica.group_id)
         replica.close_failed()
+        self._role_changed(replica)  # it leads nothing any more
+        for listener in self.offline_listeners:
+            listener(replica)
 
     def stats(self) -> dict[str, int]:
         roles = {"leaders": 0, "followers": 0, "others": 0}

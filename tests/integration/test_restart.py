@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(300)
 
 TOPICS = {"keep-a": 4, "keep-b": 1}  # name -> partitions
 GROUP = "keeper"
+SHUTDOWN_DEADLINE = "not handed off before the shutdown deadline"  # broker log warning
 
 
 def _records(topic: str, count: int, start: int = 0) -> list[Outgoing]:
@@ -58,9 +59,13 @@ def _high_watermarks(cluster: LocalCluster) -> dict[tuple[str, int], int]:
 def _restart_all(cluster: LocalCluster) -> None:
     codes = cluster.stop_all()
     # All three stop at once, so leadership has nowhere to go: each must still exit by itself
-    # (within its shutdown timeout), not need SIGKILL or die of the signal.
+    # (within its shutdown timeout), not need SIGKILL or die of the signal. Each also knows
+    # its peers are stopping (they say so), so none waits out its deadline for a handoff.
     assert all(code is not None and code >= 0 for code in codes.values()), (
         f"exit codes after SIGTERM {codes}\n{cluster.diagnostics()}")
+    waited = [i for i, b in cluster.brokers.items() if SHUTDOWN_DEADLINE in b.log_since_start()]
+    assert not waited, (f"brokers {waited} waited out their shutdown deadline\n"
+                        f"{cluster.diagnostics()}")
     cluster.start()
     cluster.wait_ready()
 
