@@ -91,8 +91,7 @@ async def _ask(cluster: ClusterClient, node: int, asked: Mapping[TopicPartition,
     for tp, ts in asked.items():
         topics.setdefault(tp.topic, []).append(ListOffsetsPartition(
             partition_index=tp.partition, current_leader_epoch=_leader_epoch(cluster, tp),
-            timestamp=ts,
-            max_num_offsets=1))
+            timestamp=ts, max_num_offsets=1))
     request = ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=[
         ListOffsetsTopic(name=name, partitions=parts) for name, parts in topics.items()])
     try:

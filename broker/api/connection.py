@@ -27,20 +27,28 @@ READ_BUFFER_BYTES_MAX = 1 << 20  # beyond one request, unparsed input we hold be
 
 
 class CloseConnection(Exception):
-    """The request cannot be answered (malformed, unknown API or version): close, as Kafka does."""
+    """The request cannot be answered (malformed, unknown API or version): close, as Kafka does.
+    `refused`: the request was fine but this broker will not answer it (its metadata log is
+    offline): counted apart from bad frames, and not logged per request."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 Dispatch = Callable[[memoryview], Awaitable[bytes | None]]
 
 
 class ConnectionStats:
-    __slots__ = ("connections", "requests", "closed_bad_frame", "closed_handler_error")
+    __slots__ = ("connections", "requests", "closed_bad_frame", "closed_handler_error",
+                 "closed_refused")
 
     def __init__(self) -> None:
         self.connections = 0
         self.requests = 0
         self.closed_bad_frame = 0
         self.closed_handler_error = 0
+        self.closed_refused = 0
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -145,8 +153,14 @@ class KafkaConnection(asyncio.Protocol):
                     return
                 raise
             except CloseConnection as e:
-                self._stats.closed_bad_frame += 1
-                log.info("closing a client connection: %s", e)
+                # Closing also drops any request pipelined behind this one; the client
+                # retries them on another connection.
+                if e.refused:
+                    self._stats.closed_refused += 1
+                    log.debug("closing a client connection: %s", e)
+                else:
+                    self._stats.closed_bad_frame += 1
+                    log.info("closing a client connection: %s", e)
                 self._abort()
                 return
             except Exception:

@@ -112,7 +112,8 @@ class KafkaApi:
             raise CloseConnection(f"{header.api_key!r} v{header.api_version} predates RecordBatch v2")
         offline = self.broker.controller.offline_reason
         if offline is not None and header.api_key in NEEDS_METADATA:
-            raise CloseConnection(f"{header.api_key!r} needs the cluster metadata: {offline}")
+            raise CloseConnection(f"{header.api_key!r} needs the cluster metadata: {offline}",
+                                  refused=True)
         response = await handler(header, body)
         if response is None:
             return None

@@ -108,7 +108,9 @@ class ControllerService:
         """The local metadata replica failed: stop claiming leadership or naming a leader."""
         if self.offline_reason is None:
             self.offline_reason = reason
-            self.fail_pending(ErrorCode.KAFKA_STORAGE_ERROR, reason)
+            # NOT_CONTROLLER, not a storage error: a forwarding broker then retries with the
+            # next controller leader, which may already have committed the change.
+            self.fail_pending(ErrorCode.NOT_CONTROLLER, reason)
 
     # ---- leadership -------------------------------------------------------------------------
     @property

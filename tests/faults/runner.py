@@ -25,7 +25,7 @@ import random
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ TOPIC = "faults"
 GROUP = "faults"
 SEGMENT_BYTES_MAX = 256 << 10  # small segments: corrupt-segment finds sealed ones to damage
 DISK_BYTES_MIN = 96 << 20  # the small disk under one broker's data dir (disk-full) ...
-DISK_BYTES_PER_RECORD = 512  # ... grows with the run: a replica stores ~100 B per record
+DISK_BYTES_PER_RECORD = 512  # ... grows with the run: a replica stores ~100 B per record ...
+DISK_BYTES_MAX = 2 << 30  # ... up to this (tmpfs: filling it takes as much memory)
 CLIENT_LOGGERS = ("producer", "consumer", "broker.client")
 REJOIN_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 90.0
@@ -83,7 +84,7 @@ class RunConfig:
         """The disk-full broker's tmpfs: room for everything the run writes (with margin), so
         only the injected fault fills it; a long run outgrew a fixed size."""
         written = self.rate_per_s * self.duration_s * DISK_BYTES_PER_RECORD
-        return max(DISK_BYTES_MIN, int(written))
+        return min(max(DISK_BYTES_MIN, int(written)), DISK_BYTES_MAX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,7 +322,7 @@ class _AckWatch:
 
 
 @contextlib.contextmanager
-def _client_log(path: Path) -> Any:
+def _client_log(path: Path) -> Iterator[None]:
     """The client libraries' log lines (INFO and up) into `path` while the run lasts."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

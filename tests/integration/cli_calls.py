@@ -17,7 +17,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 
-__all__ = ["IN_PROCESS_COMMANDS", "CliHung", "run_in_process"]
+__all__ = ["IN_PROCESS_COMMANDS", "CliHung", "in_process_usable", "run_in_process"]
 
 # Commands bounded by their own --timeout-ms (so a call cannot hang the test process) that
 # print their result and return an exit status without touching process-wide state.
@@ -27,6 +27,15 @@ IN_PROCESS_COMMANDS = frozenset({
 })
 
 _STDIO_LOCK = threading.Lock()  # one call at a time holds the process-wide stdout and stderr
+_hung: list[threading.Thread] = []  # calls that did not return: they may still print
+
+
+def in_process_usable() -> bool:
+    """False once a call hung: its thread may still print, and `print` finds sys.stdout when
+    it runs, so a later call's captured output could take its lines (callers then run the
+    command as a process)."""
+    _hung[:] = [t for t in _hung if t.is_alive()]
+    return not _hung
 
 
 class CliHung(Exception):
@@ -60,6 +69,7 @@ def run_in_process(argv: Sequence[str], timeout_s: float) -> subprocess.Complete
         worker.start()
         worker.join(timeout_s)
     if worker.is_alive():
+        _hung.append(worker)
         raise CliHung(f"output so far: {out.getvalue()!r} {err.getvalue()!r}")
     return subprocess.CompletedProcess(["raftlog", *argv], codes[0], out.getvalue(),
                                        err.getvalue())

@@ -27,7 +27,12 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from tests.integration import kafka_wire
-from tests.integration.cli_calls import IN_PROCESS_COMMANDS, CliHung, run_in_process
+from tests.integration.cli_calls import (
+    IN_PROCESS_COMMANDS,
+    CliHung,
+    in_process_usable,
+    run_in_process,
+)
 from tests.integration.processes import (
     HOST,
     LOG_TAIL_LINES,
@@ -377,7 +382,7 @@ class LocalCluster:
         """`run_cli` for the harness's own looks: the commands in IN_PROCESS_COMMANDS run in
         this process (cli_calls says why), bounded by `--timeout-ms` of `timeout_s`; any other
         command runs as a process."""
-        if tuple(args[:2]) not in IN_PROCESS_COMMANDS:
+        if tuple(args[:2]) not in IN_PROCESS_COMMANDS or not in_process_usable():
             return self.run_cli(*args, timeout_s=timeout_s, bootstrap=bootstrap)
         argv = list(args)
         if "--bootstrap" not in args:

@@ -141,9 +141,7 @@ def test_a_broker_without_its_metadata_log_refuses_and_clients_move_on(
     # It refused rather than exited, and still shuts down gracefully.
     assert cluster.brokers[OFFLINE].is_running()
     disk.unfill()
-    started = time.monotonic()
     assert cluster.terminate(OFFLINE) == 0, cluster.log_tail(OFFLINE)
-    assert time.monotonic() - started < 30
 
 
 # ---- at startup ---------------------------------------------------------------------------------

@@ -102,8 +102,6 @@ def test_zeros_after_the_last_entry_are_a_torn_write(tmp_path: Path) -> None:
         assert all_entries(log) == entries
 
 
-
-
 def marked_log(path: Path, commit: int = 25, n: int = 30) -> list[Entry]:
     """written_log with a hard state (term 1, commit `commit`), as a replica has."""
     entries = Feed().run(1, n, 1, value_bytes=50)
