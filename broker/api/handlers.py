@@ -131,11 +131,18 @@ class KafkaApi:
         else:
             names = [t.name for t in body.topics if t.name is not None]
         topics = [self._topic_metadata(name, state.topic(name)) for name in names]
+        brokers = self._live_brokers()
+        # Clients send admin requests to the controller id, which must be a listed broker
+        # (kafka-python fails with UnknownBrokerIdError otherwise). Any broker forwards them
+        # to the controller leader, so when that leader is not listed (not yet registered as
+        # alive, or fenced) this broker names itself, as a KRaft broker names a live broker.
+        listed = {broker["node_id"] for broker in brokers}
+        controller = b.controller.leader_id
         return {
             "throttle_time_ms": 0,
-            "brokers": self._live_brokers(),
+            "brokers": brokers,
             "cluster_id": state.cluster_id,
-            "controller_id": b.controller.leader_id or -1,
+            "controller_id": controller if controller in listed else b.node_id,
             "topics": topics,
         }
 

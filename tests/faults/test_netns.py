@@ -213,7 +213,8 @@ def test_brokers_in_namespaces_elect_a_new_leader_when_the_leader_is_isolated(
         stored = read_all(cluster.bootstrap, "fabric", [0], timeout_s=30)
         assert stored[(0, offset)].value == b"across-the-bridge"
 
-        leader = cluster.leader_of("fabric", 0)
+        # (Wait: leadership may be moving to the preferred leader right after the creation.)
+        leader = cluster.wait_topic_leaders("fabric", 1)["partitions"][0]["leader"]
         assert leader in (1, 2, 3)
         others = [i for i in (1, 2, 3) if i != leader]
         f.isolate(leader)
