@@ -1046,9 +1046,15 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
-        if not msg.success and msg.repairing and msg.hint_index < pr.match:
-            # The follower lost entries we counted as matched (damage cut its log on open):
-            # what it still holds up to its hint is a prefix of what matched. Probe from there.
+        if not msg.success and msg.hint_index < pr.match and (
+                msg.repairing or self._log.match_term(msg.hint_index, msg.hint_term)):
+            # The follower lost entries we counted as matched (damage cut its log on open; or
+            # its newest segment was cut short, which it cannot tell from a torn write): what
+            # it still holds up to its hint is a prefix of what matched. Probe from there.
+            # Without this, a rejection below the match index is taken for a stale one and
+            # the probe at the match index is rejected again, forever. An unflagged hint is
+            # trusted only where our entry has its term (then the logs agree up to it), so a
+            # stale rejection can only lower the match index to an index that truly matches.
             pr.match = msg.hint_index
             pr.become_probe()
             self._mark_append(msg.src, True)

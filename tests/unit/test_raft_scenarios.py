@@ -871,6 +871,33 @@ def test_restart_replays_committed_entries() -> None:
     assert c.leader() == 1
 
 
+def test_follower_that_lost_its_tail_unnoticed_is_repaired_by_the_leader() -> None:
+    """A follower's newest entries vanish without a repair mark (its last segment cut short
+    looks like a torn write): it restarts behind the match index the leader holds for it.
+    Its rejections fall below that match index; the leader must probe down from them, not
+    take them for stale ones and probe at the match index forever."""
+    c = new_cluster(3)
+    c.elect(1)
+    for i in range(10):
+        c.propose(1, b"v%d" % i)
+    c.settle()
+    st = c.storages[2]
+    hard = st.initial_state()
+    assert hard is not None and st.last_index() == 11
+    c.crash(2)
+    del st._entries[5:]  # entries 6..11 gone, all of them acknowledged
+    st.set_hard_state(replace(hard, commit=5))
+    c.start(2)
+    for i in range(5):
+        c.propose(1, b"w%d" % i)
+    c.tick(3)
+    c.settle()
+    assert c.storages[2].last_index() == c.storages[1].last_index() == 16
+    c.assert_logs_equal([1, 2, 3])
+    pr = c.nodes[1].progress(2)
+    assert pr is not None and pr.match == 16
+
+
 def test_whole_cluster_restart_keeps_committed_entries() -> None:
     c = new_cluster(3)
     c.elect(1)
