@@ -137,6 +137,14 @@ class History:
             if self._file is not None:
                 self._file.flush()
 
+    def flushed_size(self) -> int:
+        """Flush, and the file's size then: a line boundary (no record can be half-written
+        while the lock is held)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+            return self.path.stat().st_size
+
     def close(self) -> None:
         """Flush and close; idempotent. Later records are dropped and counted in `dropped`."""
         with self._lock:

@@ -240,9 +240,9 @@ class _RunState:
     def _heal_and_check_liveness(self) -> None:
         assert self.executor is not None and self.cluster is not None
         self.executor.heal_all()
+        watch = _AckWatch(self.history)  # from here on: the history before is not read again
         self.phase("healed")
         start_s = time.monotonic()
-        watch = _AckWatch(self.history)
         try:
             wait_until(lambda: self._live(watch), timeout_s=self.config.liveness_bound_s,
                        what="every partition to have a leader and an acknowledged write "
@@ -298,11 +298,12 @@ class _RunState:
 
 class _AckWatch:
     """Reads the history file as it grows: which partitions were acknowledged after the
-    "healed" note."""
+    "healed" note. Made just before that note, it starts at the file's end: a long run's
+    history is millions of lines, and parsing them all again made the check take a minute."""
 
     def __init__(self, history: History) -> None:
         self.history = history
-        self.position = 0
+        self.position = history.flushed_size()
         self.healed = False
         self.acked_after_heal: set[int] = set()
 
