@@ -31,7 +31,7 @@ from broker.storage import PartitionLog
 from producer import Producer
 from tests.faults.disk import SmallDisk, mounts_unavailable
 from tests.integration import kafka_wire as wire
-from tests.integration.clients import CLIENT_DEFAULTS
+from tests.integration.clients import CLIENT_DEFAULTS, create_topic
 from tests.integration.cluster import HOST, REPO_ROOT, LocalCluster, NotYet
 from tests.integration.processes import pick_free_ports, repo_env
 
@@ -137,6 +137,10 @@ def test_a_broker_without_its_metadata_log_refuses_and_clients_move_on(
         assert TOPIC in kafka_admin.list_topics()
     finally:
         kafka_admin.close()
+    # kafka-python's admin sends CreateTopics to the controller Metadata names, which must be
+    # a broker the same answer lists (broker 1, fenced, is in no list).
+    leaders = create_topic(bootstrap, "made-by-kafka-python", 2, 2)
+    assert set(leaders.values()) <= set(OTHERS)
 
     # It refused rather than exited, and still shuts down gracefully.
     assert cluster.brokers[OFFLINE].is_running()

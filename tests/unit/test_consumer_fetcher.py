@@ -103,13 +103,17 @@ async def _consumer(cluster: FakeCluster, **options: Any) -> AsyncConsumer:
     return consumer
 
 
-def _scenario(log: ScriptedLog, then: Any, **options: Any) -> None:
+def _scenario(log: ScriptedLog, then: Any, *, leader_epoch: int = -1, **options: Any) -> None:
+    """Read the log's first `log.end` records, then `await then(consumer, cluster)`. With
+    `leader_epoch`, metadata reports it and the leader fences fetches naming another."""
     async def body() -> None:
         cluster = await _cluster(log)
+        if leader_epoch >= 0:
+            cluster.topics[TOPIC][0].epoch = log.leader_epoch = leader_epoch
         consumer = await _consumer(cluster, **options)
         try:
             assert await _read(consumer, log.end) == list(range(log.end))
-            await then(consumer)
+            await then(consumer, cluster)
         finally:
             await consumer.stop()
             await cluster.stop()
@@ -121,7 +125,7 @@ def test_a_replica_behind_our_position_does_not_reset_it() -> None:
     10672 out of range and the consumer read the partition again from offset 0."""
     log = ScriptedLog(end=20)
 
-    async def then(consumer: AsyncConsumer) -> None:
+    async def then(consumer: AsyncConsumer, cluster: FakeCluster) -> None:
         log.behind_answers, log.behind_high_watermark = 3, 15
         log.end = 25
         assert await _read(consumer, 5) == [20, 21, 22, 23, 24]
@@ -135,7 +139,7 @@ def test_a_replica_behind_our_position_does_not_reset_it() -> None:
 def test_a_seek_past_the_end_still_resets() -> None:
     log = ScriptedLog(end=20)
 
-    async def then(consumer: AsyncConsumer) -> None:
+    async def then(consumer: AsyncConsumer, cluster: FakeCluster) -> None:
         consumer.seek(TP, 100)  # never reported by any leader: really outside the log
         assert await _read(consumer, 3) == [0, 1, 2]
 
@@ -147,7 +151,7 @@ def test_an_answer_without_a_high_watermark_resets() -> None:
     behind, so the reset goes ahead as before."""
     log = ScriptedLog(end=20)
 
-    async def then(consumer: AsyncConsumer) -> None:
+    async def then(consumer: AsyncConsumer, cluster: FakeCluster) -> None:
         log.behind_answers, log.behind_high_watermark = 1, -1
         assert await _read(consumer, 3) == [0, 1, 2]
 
@@ -159,27 +163,18 @@ def test_a_log_that_stays_shorter_resets_after_request_timeout() -> None:
     (a topic deleted and made again) is then read from where auto_offset_reset says."""
     log = ScriptedLog(end=20)
 
-    async def then(consumer: AsyncConsumer) -> None:
+    def stop_behind_on_reset(b: ScriptedBroker, h: RequestHeader, body: Any) -> dict[str, Any]:
+        log.behind_answers = 0  # the new, shorter log: served normally from its start
+        return log.list_offsets(b, h, body)
+
+    async def then(consumer: AsyncConsumer, cluster: FakeCluster) -> None:
+        cluster.brokers[1].script[ApiKey.LIST_OFFSETS] = stop_behind_on_reset
         log.behind_answers, log.behind_high_watermark = -1, 5
         first = await _read(consumer, 1)
         assert first == [0]
         assert log.fetched_at.count(20) >= 2  # retried before giving up
 
-    def stop_behind_on_reset(b: ScriptedBroker, h: RequestHeader, body: Any) -> dict[str, Any]:
-        log.behind_answers = 0  # the new, shorter log: served normally from its start
-        return log.list_offsets(b, h, body)
-
-    async def body() -> None:
-        cluster = await _cluster(log)
-        consumer = await _consumer(cluster, request_timeout_ms=300)
-        try:
-            assert await _read(consumer, log.end) == list(range(log.end))
-            cluster.brokers[1].script[ApiKey.LIST_OFFSETS] = stop_behind_on_reset
-            await then(consumer)
-        finally:
-            await consumer.stop()
-            await cluster.stop()
-    run(body())
+    _scenario(log, then, request_timeout_ms=300)
 
 
 def test_fetches_name_the_leader_epoch_and_a_fenced_one_refreshes_and_retries() -> None:
@@ -188,22 +183,14 @@ def test_fetches_name_the_leader_epoch_and_a_fenced_one_refreshes_and_retries() 
     with no error raised and no reset."""
     log = ScriptedLog(end=20)
 
-    async def body() -> None:
-        cluster = await _cluster(log)
-        cluster.topics[TOPIC][0].epoch = 3
-        log.leader_epoch = 3
-        consumer = await _consumer(cluster)
-        try:
-            assert await _read(consumer, 20) == list(range(20))
-            assert set(log.epochs_asked) == {3}
-            log.leader_epoch, log.end = 4, 25  # re-elected: a new term
-            fenced_from = len(log.epochs_asked)
-            cluster.topics[TOPIC][0].epoch = 4  # what the next metadata refresh reports
-            assert await _read(consumer, 5) == [20, 21, 22, 23, 24]
-            asked = log.epochs_asked[fenced_from:]
-            assert asked[0] == 3 and asked[-1] == 4, asked  # fenced once, then the new epoch
-            assert 0 not in log.fetched_at[1:]  # no reset on the way
-        finally:
-            await consumer.stop()
-            await cluster.stop()
-    run(body())
+    async def then(consumer: AsyncConsumer, cluster: FakeCluster) -> None:
+        assert set(log.epochs_asked) == {3}
+        log.leader_epoch, log.end = 4, 25  # re-elected: a new term
+        fenced_from = len(log.epochs_asked)
+        cluster.topics[TOPIC][0].epoch = 4  # what the next metadata refresh reports
+        assert await _read(consumer, 5) == [20, 21, 22, 23, 24]
+        asked = log.epochs_asked[fenced_from:]
+        assert asked[0] == 3 and asked[-1] == 4, asked  # fenced once, then the new epoch
+        assert 0 not in log.fetched_at[1:]  # no reset on the way
+
+    _scenario(log, then, leader_epoch=3)
