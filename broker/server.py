@@ -97,8 +97,10 @@ class Broker:
         self.peer_last_heard: dict[int, float] = {}
         self._dead_peers: set[int] = set()
         self._stopping = False  # shutting down: our heartbeats say so
-        self._stopping_peers: set[int] = set()  # peers whose last heartbeat said so
-        self._metadata_offline_peers: set[int] = set()  # likewise: their metadata log failed
+        # Peers whose last heartbeat said they are stopping or their metadata log failed:
+        # never a leadership target (a later heartbeat without the flag, e.g. after a
+        # restart, clears it).
+        self._unfit_peers: set[int] = set()
         self._led_version = 0  # bumped when a local group gains or loses leadership
         # A peer is presumed dead after an election timeout without a broker heartbeat.
         self._peer_timeout_s = config.election_ticks * config.tick_ms / 1000
@@ -384,14 +386,11 @@ class Broker:
 
     def _on_heartbeat(self, src: int, body: dict[str, Any]) -> None:
         self.peer_last_heard[src] = time.monotonic()  # alive for Raft either way
-        if body.get("stopping"):  # never a leadership target again (a restart clears it)
-            self._stopping_peers.add(src)
+        if body.get("stopping") or body.get("metadata_offline"):
+            self._unfit_peers.add(src)
         else:
-            self._stopping_peers.discard(src)
-        if body.get("metadata_offline"):  # the controller lets it be fenced
-            self._metadata_offline_peers.add(src)
-        else:
-            self._metadata_offline_peers.discard(src)
+            self._unfit_peers.discard(src)
+        if not body.get("metadata_offline"):  # otherwise the controller lets it be fenced
             self.controller.heard_from(src, str(body["client"]), str(body["raft"]),
                                        int(body["inc"]))
         if "leaders" in body:
@@ -611,7 +610,7 @@ class Broker:
     def _can_take_leadership(self, node: int) -> bool:
         """A peer that is alive, not shutting down and with its metadata log online."""
         return (node not in (0, self.node_id) and self.peer_alive(node)
-                and node not in self._stopping_peers and node not in self._metadata_offline_peers)
+                and node not in self._unfit_peers)
 
     def _transfer_target(self, replica: Replica) -> int:
         """The most caught-up voter that can take leadership (0: none)."""
