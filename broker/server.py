@@ -92,6 +92,9 @@ class Broker:
         self.controller = ControllerService(node_id=config.node_id,
                                             session_timeout_ms=config.session_timeout_ms)
         self.leaders: dict[int, tuple[int, int]] = {}  # group -> (leader node, term)
+        # group -> the last leader this broker knew of (kept when that leadership ends), for
+        # Metadata while no new leader is known: see partition_leadership.
+        self.last_leaders: dict[int, tuple[int, int]] = {}
         self.led_by: dict[int, set[int]] = {}  # node -> groups it reported leading
         self.by_partition: dict[tuple[str, int], int] = {}  # (topic, partition) -> group id
         self.peer_last_heard: dict[int, float] = {}
@@ -222,6 +225,7 @@ class Broker:
                 case PartitionRemoved(partition=p):
                     self.by_partition.pop((p.topic, p.partition), None)
                     self.leaders.pop(p.group_id, None)
+                    self.last_leaders.pop(p.group_id, None)
                     self._delete_replica(p)
                 case BrokerChanged() | BrokerRemoved():
                     self._update_peers()
@@ -264,7 +268,7 @@ class Broker:
         self._led_version += 1
         g = replica.group_id
         if replica.leader_ready:
-            self.leaders[g] = (self.node_id, replica.node.term)
+            self.leaders[g] = self.last_leaders[g] = (self.node_id, replica.node.term)
             self.led_by.setdefault(self.node_id, set()).add(g)
         elif self.leaders.get(g, (0, 0))[0] == self.node_id:
             del self.leaders[g]
@@ -288,9 +292,30 @@ class Broker:
             return self.node_id, replica.node.term, self._local_isr(replica)
         leader, term = self.leaders.get(group_id, (0, -1))
         if leader == self.node_id or leader == 0:
-            return 0, -1, []
+            leader, term = self._leader_hint(group_id, replica)
+            if leader == 0:
+                return 0, -1, []
         isr = self.isr_reported.get(group_id) or [r for r in replicas if r not in self.offline(replicas)]
         return leader, term, isr
+
+    def _leader_hint(self, group_id: int, replica: Replica | None) -> tuple[int, int]:
+        """While a leadership changes hands (the balancer's moves, a hand-off at shutdown),
+        no broker has yet reported the new leader ready: name the leader our replica follows
+        in its term, else the last leader we knew if it is still up and not leaving, as a
+        Kafka broker's metadata cache names the previous leader until the controller's change
+        reaches it. A client sent there is answered NOT_LEADER_OR_FOLLOWER and looks again;
+        "no leader" (-1) is kept for a partition whose leader is gone, because some clients
+        take it badly in the middle of a healthy cluster (kafka-python's end_offsets drops
+        such a partition from its answer). (0, -1): no hint."""
+        if replica is not None and replica.node.leader_id not in (0, self.node_id):
+            return replica.node.leader_id, replica.node.term
+        leader, term = self.last_leaders.get(group_id, (0, -1))
+        if leader == self.node_id:
+            fit = not self._stopping and self.controller.offline_reason is None
+        else:
+            fit = (self._can_take_leadership(leader)
+                   and leader not in self.offline((leader,)))
+        return (leader, term) if fit else (0, -1)
 
     def _local_isr(self, replica: Replica) -> list[int]:
         """Replicas caught up to the commit index and heard from lately (ours: the leader)."""
@@ -319,7 +344,7 @@ class Broker:
             if local is not None and local.node.term > term:
                 continue  # we know of a newer term: that leadership is over
             if term >= known_term:
-                self.leaders[g] = (src, term)
+                self.leaders[g] = self.last_leaders[g] = (src, term)
         for g in self.led_by.get(src, set()) - reported:
             if self.leaders.get(g, (0, 0))[0] == src:
                 del self.leaders[g]

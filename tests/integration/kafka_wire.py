@@ -15,7 +15,11 @@ against the protocol, not against its own codec. Only what the integration tests
                      client_software_version compact string, tagged fields; response body:
                      error_code int16, api_keys compact [key, min, max, tagged fields],
                      throttle_time_ms int32, tagged fields
-    Metadata v1      topics nullable [name string]
+    Metadata v1      topics nullable [name string]; response: brokers [node_id int32,
+                     host string, port int32, rack nullable string], controller_id int32,
+                     topics [error_code int16, name string, is_internal bool, partitions
+                     [error_code int16, partition_index int32, leader_id int32,
+                     replica_nodes [int32], isr_nodes [int32]]]
     Produce v3       transactional_id nullable string, acks int16, timeout_ms int32,
                      topic_data [name string, partition_data [index int32, records bytes]];
                      response: responses [name string, partition_responses [index int32,
@@ -40,6 +44,8 @@ __all__ = [
     "ApiVersionsAnswer",
     "Closed",
     "KafkaSocket",
+    "MetadataAnswer",
+    "PartitionAnswer",
     "ProduceAnswer",
     "WireError",
     "api_versions_request",
@@ -48,6 +54,7 @@ __all__ = [
     "metadata_request",
     "parse_api_versions_flexible",
     "parse_api_versions_v0",
+    "parse_metadata_v1",
     "parse_produce_v3",
     "produce_v3_request",
     "request_header",
@@ -83,6 +90,22 @@ class ApiVersionsAnswer:
 class ProduceAnswer:
     correlation_id: int
     partitions: dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (error, base)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionAnswer:
+    error_code: int
+    leader_id: int
+    replicas: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataAnswer:
+    correlation_id: int
+    brokers: dict[int, str]  # node id -> "host:port"
+    controller_id: int
+    topic_errors: dict[str, int]
+    partitions: dict[tuple[str, int], PartitionAnswer]
 
 
 # ---- encoding -----------------------------------------------------------------------------------
@@ -188,6 +211,17 @@ class _Reader:
         (raw,) = self.take(f">{length}s")
         return raw.decode()
 
+    def nullable_string(self) -> str | None:
+        length = self.int16()
+        if length < 0:
+            return None
+        (raw,) = self.take(f">{length}s")
+        return raw.decode()
+
+    def int32_array(self) -> tuple[int, ...]:
+        n = self.count()
+        return self.take(f">{n}i") if n else ()
+
     def count(self) -> int:
         n = self.int32()
         if n < 0 or n > len(self.data):
@@ -243,6 +277,32 @@ def parse_produce_v3(payload: bytes) -> ProduceAnswer:
     r.int32()  # throttle_time_ms
     r.done()
     return ProduceAnswer(correlation_id=correlation_id, partitions=partitions)
+
+
+def parse_metadata_v1(payload: bytes) -> MetadataAnswer:
+    r = _Reader(payload)
+    correlation_id = r.int32()
+    brokers = {}
+    for _ in range(r.count()):
+        node_id, host, port = r.int32(), r.string(), r.int32()
+        r.nullable_string()  # rack
+        brokers[node_id] = f"{host}:{port}"
+    controller_id = r.int32()
+    topic_errors, partitions = {}, {}
+    for _ in range(r.count()):
+        error_code, name = r.int16(), r.string()
+        r.take(">?")  # is_internal
+        topic_errors[name] = error_code
+        for _ in range(r.count()):
+            p_error, index, leader = r.take(">hii")
+            replicas = r.int32_array()
+            r.int32_array()  # isr
+            partitions[(name, index)] = PartitionAnswer(error_code=p_error, leader_id=leader,
+                                                        replicas=replicas)
+    r.done()
+    return MetadataAnswer(correlation_id=correlation_id, brokers=brokers,
+                          controller_id=controller_id, topic_errors=topic_errors,
+                          partitions=partitions)
 
 
 # ---- the socket ---------------------------------------------------------------------------------
