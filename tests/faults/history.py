@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -160,20 +160,26 @@ class History:
 
     @staticmethod
     def load(path: Path) -> list[dict]:
-        """Every operation of a history file, in recorded order. A last line cut short (the
-        writer died mid-line) is ignored; a malformed line elsewhere raises HistoryError."""
-        ops: list[dict] = []
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                op = json.loads(line)
-            except json.JSONDecodeError as e:
-                if number == len(lines):
-                    break  # a torn tail
-                raise HistoryError(f"{path}:{number}: not JSON ({e})") from None
-            if not isinstance(op, dict) or op.get("kind") not in KINDS:
-                raise HistoryError(f"{path}:{number}: not a history operation: {line[:200]}")
-            ops.append(op)
-        return ops
+        """Every operation of a history file, in recorded order (see iter_ops)."""
+        return list(History.iter_ops(path))
+
+    @staticmethod
+    def iter_ops(path: Path) -> Iterator[dict]:
+        """The operations of a history file one at a time, in recorded order: a long run's
+        history (millions of operations) is checked without holding it in memory. A last line
+        cut short (the writer died mid-line: no newline after it) is ignored; a malformed line
+        elsewhere raises HistoryError."""
+        with Path(path).open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    op = json.loads(line)
+                except json.JSONDecodeError as e:
+                    if not line.endswith("\n"):
+                        return  # a torn tail
+                    raise HistoryError(f"{path}:{number}: not JSON ({e})") from None
+                if not isinstance(op, dict) or op.get("kind") not in KINDS:
+                    raise HistoryError(f"{path}:{number}: not a history operation: "
+                                       f"{line[:200]}")
+                yield op

@@ -25,7 +25,7 @@ import random
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,21 +353,28 @@ def _damage_function() -> Callable[[Path, int, str, random.Random], str]:
 
 
 # ---- the verdict, the summary, the artifacts --------------------------------------------------
-def worst_gap_s(ops: list[dict]) -> float:
+def worst_gap_s(ack_times: list[float]) -> float:
     """The longest time between consecutive acknowledgements (any partition)."""
-    times = sorted(op["t"] for op in ops if op["kind"] == "ack")
+    times = sorted(ack_times)
     return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+def _noting_ack_times(ops: Iterable[dict], ack_times: list[float]) -> Iterator[dict]:
+    for op in ops:
+        if op["kind"] == "ack":
+            ack_times.append(op["t"])
+        yield op
 
 
 def finish(out: Path, *, liveness_ok: bool, liveness: str, errors: tuple[str, ...] = (),
            faults: Mapping[str, int], log: Callable[[str], None] = print) -> RunResult:
     """Check out/history.jsonl, print the summary, copy the brokers' logs to out/logs; for a
     failed run write verdict.json and keep the brokers' data (a passing run's is deleted)."""
-    ops = History.load(out / "history.jsonl")
-    verdict = check(ops)
+    ack_times: list[float] = []  # one pass over the history, which is not held in memory
+    verdict = check(_noting_ack_times(History.iter_ops(out / "history.jsonl"), ack_times))
     ok = verdict.ok and liveness_ok and not errors
     result = RunResult(ok=ok, verdict=verdict, liveness_ok=liveness_ok, liveness=liveness,
-                       errors=errors, faults=dict(faults), worst_gap_s=worst_gap_s(ops),
+                       errors=errors, faults=dict(faults), worst_gap_s=worst_gap_s(ack_times),
                        out_dir=out, summary="")
     summary = summarize(result)
     (out / "summary.txt").write_text(summary + "\n")

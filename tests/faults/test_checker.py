@@ -311,3 +311,19 @@ def test_history_round_trip(tmp_path: Path) -> None:
     assert from_text(ops[0]["value"]) == raw
     assert all(isinstance(op["t"], float) and op["thread"] for op in ops)
     assert check(ops).counts["acked"] == 1
+
+
+def test_only_a_last_line_without_its_newline_passes_for_a_torn_write(tmp_path: Path) -> None:
+    """iter_ops streams the file: a torn tail is told apart by its missing newline, and a bad
+    line anywhere else (the last one included, when whole) is an error."""
+    good = '{"kind": "fault", "t": 1.0, "thread": "main", "name": "pause"}\n'
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text(good * 3 + '{"kind": "ack", "val')
+    assert [op["kind"] for op in History.iter_ops(torn)] == ["fault"] * 3
+    for name, text in (("middle", good + "{oops\n" + good), ("last", good + "{oops\n")):
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_text(text)
+        ops = History.iter_ops(bad)
+        assert next(ops)["kind"] == "fault"  # what precedes the bad line is read first
+        with pytest.raises(HistoryError, match=f"{bad}:2: not JSON"):
+            next(ops)

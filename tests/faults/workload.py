@@ -6,7 +6,7 @@ operation recorded in a History (history.py documents the kinds and fields writt
         ...                                   # inject faults
         w.stop()                              # every send's outcome is recorded by now
         w.drain_and_read_all(timeout_s=60)    # the final reader, for the checker
-    verdict = check(History.load(path))
+    verdict = check(History.iter_ops(path))
 
 Parts, each one thread that owns its client:
 - producers: `Producer(acks="all", enable_idempotence=True)` each, sending `rate_per_s /
