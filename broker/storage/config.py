@@ -49,6 +49,11 @@ class LogConfig:
     write_buffer_bytes_max: int = 8 * _MIB  # buffered appends beyond this are written at once
     read_chunk_bytes: int = 256 * _KIB  # one pread when scanning (an entry may need more)
     entry_bytes_max: int = 64 * _MIB  # payload bound: larger appends are refused
+    # Open takes sealed segments from their summaries instead of scanning them (see
+    # broker.storage.summary); damage inside them then surfaces as LogDamageError from any
+    # read, which the caller must answer by taking the replica offline. Off: every segment is
+    # scanned on open (summaries are still written and kept, so turning it on costs nothing).
+    trust_segment_summaries: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.fsync_policy, str):

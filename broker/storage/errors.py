@@ -12,6 +12,7 @@ __all__ = [
     "LogError",
     "LogCorruptionError",
     "LogReadOnlyError",
+    "LogDamageError",
     "LogLockedError",
     "InvalidAppendError",
     "OffsetOutOfRangeError",
@@ -39,6 +40,13 @@ class LogCorruptionError(LogError):
 class LogReadOnlyError(LogError):
     """A write or fsync failed earlier: the log was latched read-only (Kafka's
     KAFKA_STORAGE_ERROR). Every later write raises this; reads see only what was durable."""
+
+
+class LogDamageError(LogCorruptionError, LogReadOnlyError):
+    """A read found stored bytes failing their CRC (e.g. damage inside a sealed segment, which
+    opening no longer scans). Nothing bad was returned; the log is now latched read-only (so
+    this is also a LogReadOnlyError: the replica goes offline as after a write error), and the
+    next open scans that segment and repairs the damage by recovery's rules."""
 
 
 class LogLockedError(LogError):

@@ -18,6 +18,16 @@ Failure. An OSError from any write, truncate or fsync latches the log read-only:
 every later write raise LogReadOnlyError (Kafka's KAFKA_STORAGE_ERROR), and the log shrinks
 to what was durable before the error, so nothing half-written is ever served.
 
+Sealed segments. Once a segment is sealed and durable its summary is written (see
+`broker.storage.summary`), so the next open takes it without a scan (with
+LogConfig.trust_segment_summaries). Damage inside such a
+segment is then found by the read that meets it (every entry read is CRC-checked): the read
+raises LogDamageError, the segment's summary is deleted (so the next open scans it and
+recovery cuts and repairs the damage, hard state marked `repairing`) and the log latches
+read-only like after a write error, so the replica stops taking part (its next write or sync
+fails) and bad bytes are never served or shipped. Repairing in place is not possible from a
+read: Raft holds the log's old state in memory until the replica is opened again.
+
 Offsets. DATA payloads are RecordBatch v2 whose baseOffset the leader stamped; the log reads
 base/last offset and max timestamp from the 61-byte batch header and never decodes records.
 CONFIG and EMPTY entries take no offset. After `reset` without a start offset the log's
@@ -43,6 +53,8 @@ from broker.storage.cache import EntryCache
 from broker.storage.config import FsyncPolicy, LogConfig
 from broker.storage.errors import (
     InvalidAppendError,
+    LogCorruptionError,
+    LogDamageError,
     LogError,
     LogReadOnlyError,
     OffsetOutOfRangeError,
@@ -60,7 +72,8 @@ from broker.storage.format import (
 from broker.storage.reader import Item, iter_segment
 from broker.storage.recovery import HARD_STATE_FILE, LOG_START_FILE, learn_offset, recover
 from broker.storage.retention import SegmentStats, segments_to_delete
-from broker.storage.segment import Segment
+from broker.storage.segment import Segment, SummaryState
+from broker.storage.summary import remove_summary, write_summary
 from broker.storage.terms import TermRuns
 from broker.wire.records import BatchHeader, CorruptBatchError, read_batch_header
 
@@ -148,7 +161,7 @@ class PartitionLog:
             os.close(self._lock_fd)
             raise
         self._closed = False
-        self._error: OSError | None = None
+        self._error: Exception | None = None  # what latched the log read-only
         self._plan: _SyncPlan | None = None  # made by flush(), run by fsync()
         self._plan_seq = 0  # plans made
         self._stored_seq = 0  # the plan whose hard state is the stored one
@@ -168,6 +181,7 @@ class PartitionLog:
                 self._start_offset = self._offset_at(self._start_index + 1)
             if recovered.dir_changed or self._segments[-1].pending:
                 self._sync_now(checkpoint=False)  # make the recovery itself durable first
+            self._write_summaries(every=True)  # for sealed segments scanned just now
         except BaseException:
             self.close(sync=False)
             raise
@@ -314,6 +328,7 @@ class PartitionLog:
         self._drop_plan()
         try:
             write_atomic(self._dir_fd, self._dir, LOG_START_FILE, encode_log_start(start))
+            self._remove_summaries(self._segments, sync=False)  # synced with the unlinks
             while self._segments:
                 self._segments.pop().unlink()  # newest first: an interruption leaves a prefix
             os.fsync(self._dir_fd)
@@ -358,6 +373,7 @@ class PartitionLog:
         self._write_buffers()
         try:
             write_atomic(self._dir_fd, self._dir, LOG_START_FILE, encode_log_start(start))
+            self._remove_summaries(segments[:n], sync=False)  # synced with the unlinks
             for seg in segments[:n]:
                 seg.unlink()
             if n:
@@ -464,6 +480,42 @@ class PartitionLog:
         except OSError as exc:
             self._fail(exc)
         self._flushed_index = self._last_index
+        self._write_summaries()
+
+    def _write_summaries(self, *, every: bool = False) -> None:
+        """Write the summary of every sealed, durable segment that is owed one. They are
+        written as segments seal, so the walk back from the newest sealed one stops at the
+        first that has one, unless `every` (on open, where any segment may have been scanned)."""
+        segments = self._segments
+        owed = []
+        for k in range(len(segments) - 2, -1, -1):  # on every flush: no copy of the list
+            seg = segments[k]
+            if seg.summary is not SummaryState.ABSENT:
+                if every:
+                    continue
+                break
+            if seg.is_empty:  # never sealed so (see check_invariants): scanned
+                seg.summary = SummaryState.NEVER
+            elif seg.synced_size == seg.size:  # else: fsynced by a later flush, then written
+                owed.append(seg)
+        try:
+            for seg in reversed(owed):
+                write_summary(self._dir_fd, self._dir, seg, self._runs)
+        except OSError as exc:
+            # The directory fsync may have consumed an error the log's own fsyncs would
+            # otherwise have seen: latch, as for any failed write.
+            self._fail(exc)
+
+    def _remove_summaries(self, segments: list[Segment], *, sync: bool) -> None:
+        """Delete the summaries of `segments` (about to be cut or deleted); with `sync`, make
+        that durable now. Raises OSError."""
+        removed = False
+        for seg in segments:
+            if seg.summary is SummaryState.WRITTEN:
+                removed = remove_summary(self._dir, seg.base_index) or removed
+            seg.summary = SummaryState.ABSENT
+        if removed and sync:
+            os.fsync(self._dir_fd)
 
     def _make_plan(self, *, data: bool, checkpoint: bool) -> _SyncPlan | None:
         sizes: list[tuple[Segment, int]] = []
@@ -533,13 +585,26 @@ class PartitionLog:
 
     def _fail(self, exc: OSError) -> NoReturn:
         """Latch read-only and shrink the visible log to what was durable."""
+        self._latch(exc)
+        raise LogReadOnlyError(f"{self._dir} is read-only after: {exc}") from exc
+
+    def _latch(self, exc: Exception) -> None:
         if self._error is None:
             self._error = exc
             log.error("%s: storage error, the log is now read-only: %s", self._dir, exc)
             if self._last_index > self._durable_index:
                 self._last_index = self._durable_index
                 self._next_offset = self._durable_offset
-        raise LogReadOnlyError(f"{self._dir} is read-only after: {exc}") from exc
+
+    def _damaged(self, seg: Segment, exc: LogCorruptionError) -> NoReturn:
+        """A read met bytes that fail their check: see the module docstring (Sealed segments)."""
+        if seg.summary is SummaryState.WRITTEN and not self._closed:
+            try:
+                self._remove_summaries([seg], sync=True)
+            except OSError as e:  # the next read of it finds the damage again
+                log.error("%s: cannot delete the summary of %s: %s", self._dir, seg.path, e)
+        self._latch(exc)
+        raise LogDamageError(exc.path, exc.position, exc.reason) from exc
 
     @property
     def read_only(self) -> bool:
@@ -690,7 +755,7 @@ class PartitionLog:
         chunk_bytes = self._config.read_chunk_bytes
         while index < cache.first_index:
             seg = segments[k]
-            for item in iter_segment(seg, position, chunk_bytes):
+            for item in self._iter_segment(seg, position, chunk_bytes):
                 yield item
                 index = item[0] + 1
                 if index >= cache.first_index:
@@ -699,6 +764,18 @@ class PartitionLog:
                 assert index == seg.last_index + 1, "entries not yet written must be cached"
                 k, position = k + 1, SEGMENT_HEADER_BYTES
         yield from cache.iter_from(index)
+
+    def _iter_segment(self, seg: Segment, position: int, chunk_bytes: int) -> Iterator[Item]:
+        """iter_segment, with damage turned into LogDamageError (see _damaged)."""
+        items = iter_segment(seg, position, chunk_bytes)
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except LogCorruptionError as exc:
+                self._damaged(seg, exc)
+            yield item
 
     def _iter_at_index(self, index: int) -> Iterator[Item]:
         """Entries from at most one index interval before raft index `index`."""
@@ -770,6 +847,8 @@ class PartitionLog:
         self._drop_plan()
         segments = self._segments
         try:
+            # A summary must never outlive the bytes it describes: gone, durably, first.
+            self._remove_summaries(segments[k:], sync=True)
             while len(segments) > k + 1:
                 segments.pop().unlink()  # newest first: an interruption leaves a prefix
                 self._seg_bases.pop()

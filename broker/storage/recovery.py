@@ -22,6 +22,10 @@ Rules (the log serves nothing that fails them):
 - A last segment shorter than its header, or whose header is all zeros, was being created
   when the process stopped: it is deleted (and so on backwards, for a roll that created
   several).
+- A segment that is not the last and has a usable summary (see `broker.storage.summary`) is
+  taken from it without reading its entries: damage inside it is found when it is read. Every
+  other segment is scanned by the rules above. Summaries that describe no kept segment, or the
+  last one, are deleted before anything is appended; one found unusable is never an error.
 - `log_start` hides the entries up to its index. Segments wholly below it are deleted (a
   retention or reset interrupted after writing it). If the entries at and after it do not
   continue from it (a reset interrupted before deleting the old segments, whose log does not
@@ -59,7 +63,14 @@ from broker.storage.format import (
     parse_segment_file_name,
     segment_file_name,
 )
-from broker.storage.segment import Segment
+from broker.storage.segment import Segment, SummaryState
+from broker.storage.summary import (
+    SegmentSummary,
+    load_summary,
+    remove_summary,
+    restore,
+    summary_bases,
+)
 from broker.storage.terms import TermRuns
 from broker.wire.records import CorruptBatchError
 
@@ -109,7 +120,7 @@ def recover(directory: str, config: LogConfig) -> Recovered:
     segments: list[Segment] = []
     try:
         dir_changed, cut = _open_segments(directory, config, segments)
-        runs, torn_bytes, scan_cut = _scan_all(segments, config,
+        runs, torn_bytes, scan_cut = _scan_all(directory, segments, config,
                                                len(segments) if cut is None else cut.k)
         cut = scan_cut or cut
         damage = None
@@ -119,6 +130,7 @@ def recover(directory: str, config: LogConfig) -> Recovered:
             hard_state = _mark_repairing(directory, hard_state, _kept(segments, cut), floor,
                                          _last_before_cut(segments, cut, config),
                                          damage, segments[cut.k].path, cut.position)
+            _forget_summaries(directory, segments[cut.k:])
             _apply_cut(segments, cut)
             dir_changed = True
         start, dropped = _apply_start(segments, runs, start)
@@ -129,7 +141,7 @@ def recover(directory: str, config: LogConfig) -> Recovered:
                 base_offset=start.start_offset), config.roll_bytes_for(start.start_index + 1)))
             runs = TermRuns(start.start_index, start.start_term)
             dir_changed = True
-        dir_changed = dir_changed or dropped
+        dir_changed = _keep_summaries(directory, segments) or dir_changed or dropped
         last = segments[-1].last_index
         if hard_state is not None and hard_state.commit > last:
             # Entries the hard state knew committed (so synced) are gone: a tail that looked
@@ -145,6 +157,37 @@ def recover(directory: str, config: LogConfig) -> Recovered:
     assert start is not None
     return Recovered(segments=segments, runs=runs, start=start, hard_state=hard_state,
                      torn_bytes=torn_bytes, dir_changed=dir_changed, damage=damage)
+
+
+def _forget_summaries(directory: str, segments: list[Segment]) -> None:
+    """Before `segments` are cut: their summaries go first, durably, so none can outlive the
+    bytes it described."""
+    removed = False
+    for seg in segments:
+        removed = remove_summary(directory, seg.base_index) or removed
+        seg.summary = SummaryState.ABSENT
+    if removed:
+        _fsync_directory(directory)
+
+
+def _keep_summaries(directory: str, segments: list[Segment]) -> bool:
+    """Delete every summary but those the kept sealed segments were taken from (the caller
+    fsyncs the directory before anything is appended). Returns whether one was deleted."""
+    segments[-1].summary = SummaryState.ABSENT  # the last segment may still change
+    trusted = {s.base_index for s in segments[:-1] if s.summary is SummaryState.WRITTEN}
+    removed = False
+    for base in summary_bases(directory):
+        if base not in trusted:
+            removed = remove_summary(directory, base) or removed
+    return removed
+
+
+def _fsync_directory(directory: str) -> None:
+    dir_fd = open_directory(directory)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _kept(segments: list[Segment], cut: _Cut) -> int:
@@ -321,11 +364,12 @@ def _apply_start(segments: list[Segment], runs: TermRuns, start: LogStart | None
     return start, dropped
 
 
-def _scan_all(segments: list[Segment], config: LogConfig, count: int
+def _scan_all(directory: str, segments: list[Segment], config: LogConfig, count: int
               ) -> tuple[TermRuns, int, _Cut | None]:
-    """Scan the first `count` segments in order, checking that each continues the one before.
-    Returns the term runs, the bytes cut as a torn tail, and the first damage found (scanning
-    stops there: the entries noted are exactly those before it)."""
+    """Scan the first `count` segments in order (or take a sealed one from its summary),
+    checking that each continues the one before. Returns the term runs, the bytes cut as a
+    torn tail, and the first damage found (scanning stops there: the entries noted are
+    exactly those before it)."""
     if not segments:
         return TermRuns(0, 0), 0, None
     runs = TermRuns(segments[0].base_index - 1, segments[0].prev_term)
@@ -337,7 +381,16 @@ def _scan_all(segments: list[Segment], config: LogConfig, count: int
         try:
             if prev is not None:
                 _check_continues(prev, seg)
-            end = scan_segment(seg, file_size, last=last, runs=runs, config=config)
+            summary = None if last else load_summary(directory, seg, file_size)
+            if isinstance(summary, SegmentSummary) and config.trust_segment_summaries:
+                restore(seg, summary, runs)
+                end = file_size
+            else:
+                if isinstance(summary, str):
+                    log.info("%s: scanned: %s", seg.path, summary)
+                end = scan_segment(seg, file_size, last=last, runs=runs, config=config)
+                if isinstance(summary, SegmentSummary) and end == file_size:
+                    seg.summary = SummaryState.WRITTEN  # it held, and the scan agrees
         except LogCorruptionError as e:
             # Keep the entries noted before the damage: they are whole and in order.
             position = e.position if e.position >= SEGMENT_HEADER_BYTES else 0

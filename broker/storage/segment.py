@@ -8,6 +8,7 @@ makes them durable. The three sizes track that progress:
 
 from __future__ import annotations
 
+import enum
 import os
 
 from broker.storage.format import (
@@ -18,17 +19,25 @@ from broker.storage.format import (
 )
 from broker.storage.index import SparseIndex
 
-__all__ = ["Segment", "IOV_MAX"]
+__all__ = ["Segment", "SummaryState", "IOV_MAX"]
 
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 _OPEN_FLAGS = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+
+
+class SummaryState(enum.Enum):
+    """Whether a summary file describes this segment (see `broker.storage.summary`)."""
+
+    ABSENT = "absent"  # none on disk; one is owed once the segment is sealed and durable
+    WRITTEN = "written"  # on disk, and describes the file as it is
+    NEVER = "never"  # this segment gets none (e.g. its Kafka offsets were unknown): scanned
 
 
 class Segment:
     __slots__ = (
         "path", "fd", "base_index", "prev_term", "base_offset", "roll_bytes",
         "last_index", "last_term", "next_offset", "max_timestamp",
-        "size", "flushed_size", "synced_size", "pending", "pending_bytes", "index",
+        "size", "flushed_size", "synced_size", "pending", "pending_bytes", "index", "summary",
     )
 
     def __init__(self, *, path: str, fd: int, header: SegmentHeader, roll_bytes: int) -> None:
@@ -48,6 +57,7 @@ class Segment:
         self.pending: list[bytes | memoryview] = []  # queued chunks: entry = header, payload
         self.pending_bytes = 0  # == size - flushed_size
         self.index = SparseIndex()
+        self.summary = SummaryState.ABSENT
 
     # ---- life cycle -----------------------------------------------------------------------
     @classmethod
@@ -143,6 +153,8 @@ class Segment:
 
     def check_invariants(self) -> None:
         assert self.synced_size <= self.flushed_size <= self.size
+        if self.summary is SummaryState.WRITTEN:  # it describes durable bytes only
+            assert self.synced_size == self.size and not self.pending
         assert self.size - self.flushed_size == self.pending_bytes
         assert sum(len(c) for c in self.pending) == self.pending_bytes
         assert self.last_index >= self.base_index - 1

@@ -28,14 +28,15 @@ from hypothesis.stateful import (
 
 from broker.raft.messages import ConfState, Entry, EntryKind, HardState
 from broker.raft.storage import MemoryStorage
-from broker.storage import LogConfig, LogCorruptionError, PartitionLog
+from broker.storage import LogConfig, LogCorruptionError, LogDamageError, PartitionLog
 from broker.storage.format import ENTRY_HEADER_BYTES, SEGMENT_HEADER_BYTES
 from broker.wire.records import read_batch_header
 from tests.unit.test_storage_batches import make_batch
 
 CONFIG: dict[str, Any] = dict(
     segment_bytes_max=700, segment_jitter_bytes_max=100, index_interval_bytes=64,
-    cache_bytes_max=300, write_buffer_bytes_max=900, read_chunk_bytes=256)
+    cache_bytes_max=300, write_buffer_bytes_max=900, read_chunk_bytes=256,
+    trust_segment_summaries=True)
 
 kinds = st.sampled_from([EntryKind.DATA, EntryKind.DATA, EntryKind.DATA, EntryKind.CONFIG,
                          EntryKind.EMPTY])
@@ -287,7 +288,9 @@ def test_a_flipped_byte_is_cut_as_torn_or_repaired(tmp_path_factory: pytest.Temp
                                                    shape: list[Any], pick: float, which: float) -> None:
     """Wherever a bit flips, the log keeps exactly the entries before the damaged one. Only a
     flip in the last entry's length (which a torn write also explains) passes for torn; every
-    other flip marks the hard state for repair. Without a hard state, damage is refused."""
+    other flip marks the hard state for repair. A flip inside a sealed segment taken from its
+    summary is found by the first read that meets it instead (LogDamageError, nothing served),
+    and the next open scans that segment and repairs it the same way."""
     directory = tmp_path_factory.mktemp("flip")
     written = make_entries(1, 1, shape, 0, seed=0)
     conf = ConfState(voters=frozenset({1, 2, 3}))
@@ -309,7 +312,16 @@ def test_a_flipped_byte_is_cut_as_torn_or_repaired(tmp_path_factory: pytest.Temp
     path.write_bytes(bytes(data))
     in_last_length = (k == len(paths) - 1 and bool(positions)
                       and positions[-1] + 4 <= at < positions[-1] + 8)
-    with PartitionLog(directory, LogConfig(**CONFIG)) as log:
+    sealed_entries = k < len(paths) - 1 and at >= SEGMENT_HEADER_BYTES
+    log = PartitionLog(directory, LogConfig(**CONFIG))
+    try:
+        log.entries(1, log.last_index() + 1, 1 << 40)
+    except LogDamageError as e:
+        assert sealed_entries and log.damage is None and log.read_only, e
+        assert e.path == str(path)
+        log.close()
+        log = PartitionLog(directory, LogConfig(**CONFIG))
+    with log:
         log.check_invariants()
         assert log.entries(1, log.last_index() + 1, 1 << 40) == written[:victim]
         hs = log.initial_state()

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from broker.raft.messages import ConfState, Entry, HardState
-from broker.storage import LogConfig, LogCorruptionError, PartitionLog
+from broker.storage import (
+    LogConfig,
+    LogCorruptionError,
+    LogDamageError,
+    LogReadOnlyError,
+    PartitionLog,
+)
 from broker.storage.format import (
     ENTRY_HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
@@ -28,7 +34,7 @@ from tests.unit.test_storage_batches import Feed
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ConfState(voters=frozenset({1, 2, 3}))
 SMALL: dict[str, Any] = dict(segment_bytes_max=2048, segment_jitter_bytes_max=0,
-                             index_interval_bytes=256)
+                             index_interval_bytes=256, trust_segment_summaries=True)
 
 
 def open_log(path: Path, **overrides: Any) -> PartitionLog:
@@ -184,14 +190,39 @@ def test_a_flipped_byte_before_valid_entries_is_cut_and_repaired(tmp_path: Path,
     assert_repaired(tmp_path, entries, victim_index - 1)
 
 
+def find_by_reading(path: Path) -> None:
+    """Open a log whose sealed segments are taken from their summaries, and read it all: the
+    read meets the damage, raises LogDamageError and latches the log (nothing was cut yet)."""
+    log = open_log(path)
+    last = log.last_index()
+    with pytest.raises(LogDamageError):
+        all_entries(log)
+    assert log.read_only and log.damage is None
+    with pytest.raises(LogReadOnlyError):
+        log.append([Feed(next_offset=last).data(last + 1, 2)])
+    log.close()
+
+
+def forget_summaries(path: Path) -> None:
+    """Without summaries, opening scans every segment (as a log written before them)."""
+    for p in path.glob("*.sum"):
+        p.unlink()
+
+
+@pytest.mark.parametrize("found", ["by-read", "on-open"])
 @pytest.mark.parametrize("which", [0, -1], ids=["first-entry", "last-entry"])
 def test_a_flipped_byte_in_a_sealed_segment_cuts_every_later_segment(tmp_path: Path,
-                                                                     which: int) -> None:
+                                                                     which: int,
+                                                                     found: str) -> None:
     entries = marked_log(tmp_path)
     paths = segment_paths(tmp_path)
     sealed = paths[0]
     positions = entry_positions(sealed)
     flip(sealed, positions[which] + 30)
+    if found == "on-open":
+        forget_summaries(tmp_path)
+    else:
+        find_by_reading(tmp_path)
     keep = (which % len(positions))  # entries before the victim in the first segment
     assert_repaired(tmp_path, entries, keep)
     assert all(not p.exists() for p in paths[1:])
@@ -213,10 +244,15 @@ def test_a_missing_middle_segment_is_cut_and_repaired(tmp_path: Path) -> None:
     assert_repaired(tmp_path, entries, len(entry_positions(paths[0])))
 
 
-def test_a_damaged_first_entry_leaves_an_empty_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("found", ["by-read", "on-open"])
+def test_a_damaged_first_entry_leaves_an_empty_log(tmp_path: Path, found: str) -> None:
     entries = marked_log(tmp_path)
     first = segment_paths(tmp_path)[0]
     flip(first, entry_positions(first)[0] + 30)
+    if found == "on-open":
+        forget_summaries(tmp_path)
+    else:
+        find_by_reading(tmp_path)
     assert_repaired(tmp_path, entries, 0)
 
 
