@@ -176,6 +176,7 @@ class RaftNode:
         "_repair_index",
         "_repair_term",
         "_lost_entries",
+        "_entry_term_max",
     )
 
     def __init__(
@@ -236,16 +237,18 @@ class RaftNode:
         self._in_flight: Ready | None = None  # the Ready handed out and not yet advanced
         # Storage found damage and cut the log (hard.repair_index: the last index before the
         # cut; repair_term: the term then). Entries this node persisted, and so may have
-        # promised (acknowledged to a leader, or counted in a vote), are gone: until the repair
-        # ends (_repair_done) it neither votes nor campaigns, or its vote could elect a leader
-        # lacking an entry committed with its help. Not for a lone voter: with nobody to
-        # repair from, what remains is all there is.
+        # promised (acknowledged to a leader), are gone: until the repair ends (_repair_done)
+        # it never campaigns, and it votes as if its log still ended at the repair mark
+        # (_grants_vote_to), or its vote could elect a leader lacking an entry committed with
+        # its help. Not for a lone voter: with nobody to repair from, what remains is all
+        # there is.
         lone = hard.conf.voters == frozenset((node_id,))
-        self._repair_index = 0 if lone else hard.repair_index
-        self._repair_term = 0 if lone else hard.repair_term
+        self._repair_term, self._repair_index = (0, 0) if lone else hard.repair_mark
         # Volatile, for this process's life: the log lost entries on open, so a leader's idea
         # of our match index may be too high; rejections say so (AppendResponse.repairing).
         self._lost_entries = self._repair_index > 0
+        # No entry this log ever held has a higher term (HardState.entry_term_max).
+        self._entry_term_max = max(hard.entry_term_max, last_term)
         self._scan_uncommitted_conf()
 
     # ---- read access ------------------------------------------------------------------------
@@ -309,8 +312,14 @@ class RaftNode:
 
     @property
     def repairing(self) -> bool:
-        """The log is being repaired after damage: no votes, no campaigns (see __init__)."""
+        """The log is being repaired after damage: no campaigns, and votes only for logs at
+        least as up to date as the repair mark (see _grants_vote_to)."""
         return self._repair_index > 0
+
+    @property
+    def repair_mark(self) -> tuple[int, int]:
+        """(term, index) bounding the entries lost to damage; (0, 0) when not repairing."""
+        return (self._repair_term, self._repair_index) if self._repair_index else (0, 0)
 
     @property
     def has_committed_in_term(self) -> bool:
@@ -446,17 +455,24 @@ class RaftNode:
         if self._msgs or self._msgs_after:
             return True
         log = self._log
-        prev = self._prev_hard
         return bool(
             log.has_unsent()
             or log.has_next_committed()
             or self._role is not self._prev_soft[0]
             or self._leader != self._prev_soft[1]
-            or self._term != prev.term
+            or self._hard_state_changed()
+        )
+
+    def _hard_state_changed(self) -> bool:
+        """Does the hard state differ from the one last handed out?"""
+        prev, log = self._prev_hard, self._log
+        return (
+            self._term != prev.term
             or self._vote != prev.vote
             or log.commit != prev.commit
             or self._conf_index != prev.conf_index
             or self._repair_index != prev.repair_index
+            or max(self._entry_term_max, log.last_term()) != prev.entry_term_max
             or (self._conf is not prev.conf and self._conf != prev.conf)
         )
 
@@ -471,15 +487,13 @@ class RaftNode:
             self._prev_soft = (self._role, self._leader)
             soft = SoftState(role=self._role, leader=self._leader)
         prev = self._prev_hard
+        # Terms never decrease along a log: its last term bounds every entry it holds, and the
+        # bound must be durable before any acknowledgement of those entries (hence the sync).
+        self._entry_term_max = max(self._entry_term_max, log.last_term())
         term_or_vote = self._term != prev.term or self._vote != prev.vote
+        bound_raised = self._entry_term_max != prev.entry_term_max
         hard = None
-        if (
-            term_or_vote
-            or log.commit != prev.commit
-            or self._conf_index != prev.conf_index
-            or self._repair_index != prev.repair_index
-            or (self._conf is not prev.conf and self._conf != prev.conf)
-        ):
+        if self._hard_state_changed():
             hard = HardState(
                 term=self._term,
                 vote=self._vote,
@@ -488,6 +502,7 @@ class RaftNode:
                 conf_index=self._conf_index,
                 repair_index=self._repair_index,
                 repair_term=self._repair_term if self._repair_index else 0,
+                entry_term_max=self._entry_term_max,
             )
             self._prev_hard = hard
         reset = log.take_reset()
@@ -500,7 +515,7 @@ class RaftNode:
             hard_state=hard,
             log_reset=reset,
             entries=entries,
-            must_sync=term_or_vote or bool(entries) or reset is not None,
+            must_sync=term_or_vote or bound_raised or bool(entries) or reset is not None,
             messages=tuple(self._msgs),
             messages_after_persist=tuple(self._msgs_after),
             committed=committed,
@@ -722,12 +737,12 @@ class RaftNode:
                 )
 
     def _on_vote_request(self, msg: VoteRequest) -> None:
-        can_vote = not self._repair_index and (
+        can_vote = (
             self._vote == msg.src
             or (self._vote == NO_NODE and self._leader == NO_NODE)
             or (msg.pre_vote and msg.term > self._term)
         )
-        if can_vote and self._log.is_up_to_date(msg.last_index, msg.last_term):
+        if can_vote and self._grants_vote_to(msg.last_index, msg.last_term):
             # A grant carries the term asked for (for a pre-vote, the one it would run in).
             self._msgs_after.append(
                 VoteResponse(
@@ -747,6 +762,28 @@ class RaftNode:
                     pre_vote=msg.pre_vote,
                 )
             )
+
+    def _grants_vote_to(self, last_index: int, last_term: int) -> bool:
+        """Raft's election restriction, for votes and pre-votes alike: is a log ending at
+        (last_index, last_term) at least as up to date as ours? While repairing, ours counts
+        as ending at max(our log's last entry, the repair mark). That is safe: the entries we
+        may have acknowledged and then lost to damage form a prefix of the log we held when
+        the damage struck, whose last entry is at most the mark (HardState.repair_mark). Its
+        term is at most the lower of the hard state's term then (an acknowledgement leaves
+        only once the entries and a hard state of the leader's term, at least the entries'
+        term, are durable, and the durable term never falls) and the hard state's
+        entry_term_max (durable with the entries that raise it). Its index is at most
+        repair_index, the last index storage found before the cut (storage must not
+        understate it: the end of the repair relies on it too). Comparing (term, index) in
+        order, a log at least as up to date as the mark is at least as up to date as the lost
+        one, so every vote we grant is one we could have granted before the damage, and
+        Raft's argument (a candidate at least as up to date as a voter holding a committed
+        entry holds it) applies unchanged. Abstaining instead cost liveness: with one of four
+        voters gone and another repairing, the other two could never win."""
+        if not self._log.is_up_to_date(last_index, last_term):
+            return False
+        return not self._repair_index or (last_term, last_index) >= (
+            self._repair_term, self._repair_index)
 
     def _on_vote_response(self, msg: VoteResponse) -> None:
         pre = self._role is _PRE_CANDIDATE
@@ -818,15 +855,18 @@ class RaftNode:
 
     def _repair_done(self, matched: int, leader_commit: int) -> bool:
         """Our log now matches the leader's up to `matched`. Every entry we may have promised
-        before the damage is ours again (so voting is safe) once
+        before the damage is ours again (so voting by our own log is safe) once
         (a) `matched` reaches the old last index: each of those entries is the leader's own
             if it is of the term we promised it in, and a committed one must be (a quorum
-            holding it, or needing our abstention, had to elect this leader); or
-        (b) the leader was elected after the damage (without our vote) and we hold its log up
-            to an entry of its term it has committed: it then holds every entry committed
-            before it, all below that entry, including those an old leader may still count
-            our stale acknowledgements for (it can only do so with a quorum that, without us,
-            must have made this leader hold them)."""
+            holding it, or needing our vote, given by the repair mark, elected this leader); or
+        (b) the leader's term is above the mark's (a term after the damage, or the damage's
+            own when no leader of it had appended to us) and we hold its log up to an entry
+            of its term it has committed: it then holds every entry committed before it, all
+            below that entry, including those an old leader may still count our stale
+            acknowledgements for (it can only do so with a quorum that must have made this
+            leader hold them: our own vote, if it had it, went by the repair mark, which is
+            as strict as the log that held those entries), and every entry we acknowledged
+            to it before the damage (all older than its term, so below its own entries)."""
         if matched >= self._repair_index:
             return True
         point = min(matched, leader_commit)

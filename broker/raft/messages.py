@@ -93,14 +93,32 @@ class HardState:
     # whose membership is the leader's as of its own commit index.
     conf_index: int = 0
     # Storage found damage and cut the log: the last index the log had before the cut (0: no
-    # repair under way) and the term then. Until the repair ends the node may have promised
-    # entries it no longer holds: it neither votes nor campaigns (see RaftNode).
+    # repair under way) and the hard state's term then. Until the repair ends the node may
+    # have promised entries it no longer holds: it never campaigns, and votes only for logs at
+    # least as up to date as both its own and `repair_mark` (see RaftNode).
     repair_index: int = 0
     repair_term: int = 0
+    # No entry this log ever held has a higher term (0: unknown, a file written before the
+    # field existed). Durable with the entries that raise it, so before any acknowledgement
+    # of them; it stays below `term` while no leader of `term` has appended here.
+    entry_term_max: int = 0
 
     @property
     def repairing(self) -> bool:
         return self.repair_index > 0
+
+    @property
+    def repair_mark(self) -> tuple[int, int]:
+        """(term, index) at least that of every entry lost to the damage; (0, 0) when not
+        repairing. The term is the lower of the two upper bounds known: the hard state's
+        term at the damage, and entry_term_max (raising our term by an election appends
+        nothing, and a bound above every surviving log's last term would block elections)."""
+        if not self.repair_index:
+            return (0, 0)
+        term = self.repair_term
+        if self.entry_term_max:
+            term = min(term, self.entry_term_max)
+        return (term, self.repair_index)
 
 
 class Role(enum.Enum):

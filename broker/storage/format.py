@@ -33,8 +33,9 @@ Entries <= start_index are logically deleted even if a segment still holds them.
 
 `hard_state`: magic b"RLHS", version uint16, term uint64, vote uint64, commit uint64,
 voter_count uint32, learner_count uint32, the voter ids and learner ids (uint64 each),
-conf_index uint64, repair_index uint64, repair_term uint64, crc uint32 of everything before
-it (files written before conf_index or the repair fields existed end earlier; they read as 0).
+conf_index uint64, repair_index uint64, repair_term uint64, entry_term_max uint64, crc uint32
+of everything before it (files written before conf_index, the repair fields or entry_term_max
+existed end earlier; the missing fields read as 0).
 
 Both metadata files are replaced atomically (write a temp file, fsync, rename, fsync the
 directory), so a bad CRC there is corruption, never a torn write.
@@ -172,6 +173,7 @@ def decode_log_start(buf: bytes) -> LogStart:
 
 _CONF_INDEX = struct.Struct(">Q")
 _REPAIR = struct.Struct(">QQ")  # HardState.repair_index, repair_term
+_ENTRY_TERM_MAX = struct.Struct(">Q")
 
 
 def encode_hard_state(hs: HardState) -> bytes:
@@ -181,6 +183,7 @@ def encode_hard_state(hs: HardState) -> bytes:
     parts.extend(_ID.pack(n) for n in voters + learners)
     parts.append(_CONF_INDEX.pack(hs.conf_index))
     parts.append(_REPAIR.pack(hs.repair_index, hs.repair_term))
+    parts.append(_ENTRY_TERM_MAX.pack(hs.entry_term_max))
     return _with_crc(b"".join(parts))
 
 
@@ -193,8 +196,9 @@ def decode_hard_state(buf: bytes) -> HardState:
         raise FormatError(f"hard_state: magic {magic!r} version {version} not ours")
     ids_end = _HARD_STATE_FIXED.size + _ID.size * (n_voters + n_learners)
     with_conf_index = ids_end + _CONF_INDEX.size
-    if n_voters + n_learners > _IDS_MAX or len(body) not in (ids_end, with_conf_index,
-                                                             with_conf_index + _REPAIR.size):
+    with_repair = with_conf_index + _REPAIR.size
+    if n_voters + n_learners > _IDS_MAX or len(body) not in (
+            ids_end, with_conf_index, with_repair, with_repair + _ENTRY_TERM_MAX.size):
         raise FormatError(f"hard_state: {n_voters} voters and {n_learners} learners "
                           f"do not fit its {len(buf)} bytes")
     ids = [_ID.unpack_from(body, _HARD_STATE_FIXED.size + _ID.size * i)[0]
@@ -205,5 +209,8 @@ def decode_hard_state(buf: bytes) -> HardState:
     conf_index = _CONF_INDEX.unpack_from(body, ids_end)[0] if len(body) > ids_end else 0
     repair_index, repair_term = (_REPAIR.unpack_from(body, with_conf_index)
                                  if len(body) > with_conf_index else (0, 0))
+    entry_term_max = (_ENTRY_TERM_MAX.unpack_from(body, with_repair)[0]
+                      if len(body) > with_repair else 0)
     return HardState(term=term, vote=vote, commit=commit, conf=conf, conf_index=conf_index,
-                     repair_index=repair_index, repair_term=repair_term)
+                     repair_index=repair_index, repair_term=repair_term,
+                     entry_term_max=entry_term_max)

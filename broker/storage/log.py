@@ -342,9 +342,9 @@ class PartitionLog:
         self._generation += 1
 
     def set_hard_state(self, hard_state: HardState) -> None:
-        """Record the hard state. The next fsync() writes it durably if term, vote or
-        membership changed; a change of commit alone waits for the checkpoint interval
-        (see LogConfig.commit_checkpoint_interval_ms) or close()."""
+        """Record the hard state. The next fsync() writes it durably if term, vote,
+        membership or entry_term_max changed; a change of commit alone waits for the checkpoint
+        interval (see LogConfig.commit_checkpoint_interval_ms) or close()."""
         self._check_writable()
         self._hard_state = hard_state
 
@@ -528,8 +528,11 @@ class PartitionLog:
                 dir_version = self._dir_version
         hs = self._hard_state
         stored = self._stored_hard_state
+        # entry_term_max bounds a repairing node's votes (see RaftNode): stored with the
+        # entries that raise it, like term and vote, never left to the checkpoint.
         if hs is None or hs == stored or not (checkpoint or stored is None or (
-                hs.term, hs.vote, hs.conf) != (stored.term, stored.vote, stored.conf)):
+                hs.term, hs.vote, hs.conf, hs.entry_term_max) != (
+                stored.term, stored.vote, stored.conf, stored.entry_term_max)):
             hs = None
         if not sizes and not dir_version and hs is None:
             return None

@@ -9,8 +9,8 @@ Rules (the log serves nothing that fails them):
   between segments is damage. The log is cut just before it (the damaged entry, the rest of its
   segment and every later segment are dropped) and the hard state is marked `repairing` with
   its commit lowered into what remains: Raft then refetches the lost suffix from the leader, and
-  the node neither votes nor campaigns until it has caught up (see RaftNode), so it can never
-  help elect a leader that lacks an entry it had promised. The hard state is written before
+  until it has caught up the node never campaigns and votes only for logs reaching the repair
+  mark (see RaftNode), so it can never help elect a leader that lacks an entry it had promised. The hard state is written before
   anything is cut, so a crash in between finds the same damage again. A log damaged without a
   hard state to mark (or damaged metadata files) raises LogCorruptionError: nothing is cut.
   Damage at the very end that a torn write could also explain (an entry cut short, a length

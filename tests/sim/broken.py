@@ -26,8 +26,9 @@ class BrokenCommitNode(RaftNode):
 
 
 class VotesWhileRepairingNode(RaftNode):
-    """Broken on purpose: a node whose damaged log was cut votes and campaigns at once, as if
-    nothing had been lost, so its vote can elect a leader lacking an entry it acknowledged."""
+    """Broken on purpose: a node whose damaged log was cut votes by what it kept (forgetting
+    its repair mark) and campaigns at once, as if nothing had been lost, so its vote can elect
+    a leader lacking an entry it acknowledged."""
 
     __slots__ = ()
 

@@ -263,22 +263,22 @@ class Checker:
         logs: Sequence[tuple[int, bool, int, int, bool]],
     ) -> None:
         """Entry (`index`, `term`) was just committed. `logs` has, for every voter, (node,
-        whether its log holds that entry, its last term, its last index, whether it abstains
-        from voting: repairing after damage). Raft's safety proof shows more than Leader
+        whether its log holds that entry, the last term and last index it votes by, whether
+        it is repairing after damage). Raft's safety proof shows more than Leader
         Completeness: a log lacking a committed entry is strictly less up to date than every
         log of the quorum that committed it, so it can never gather a quorum of votes. A commit
         that leaves such a log electable can be lost later (figure 8 of the Raft paper): report
         it now, before the loss needs more faults to show. A repairing node may have lost the
-        entry it acknowledged; it grants no vote (and cannot campaign) until its repair ends
-        with the entry back in its log, so it counts as refusing."""
+        entry it acknowledged; until its repair ends it cannot campaign, and it votes as if
+        its log ended at the larger of its last entry and its repair mark, which is what it
+        is listed with here (so it counts as refusing exactly the logs below that)."""
         self.checks += 1
         quorum = len(logs) // 2 + 1
-        for node, holds, last_term, last_index, abstains in logs:
-            if holds or abstains:
+        for node, holds, last_term, last_index, repairing in logs:
+            if holds or repairing:
                 continue
             ahead = sum(
-                1 for _, _, t, i, a in logs
-                if a or t > last_term or (t == last_term and i > last_index)
+                1 for _, _, t, i, _ in logs if t > last_term or (t == last_term and i > last_index)
             )
             if ahead < quorum:
                 raise Violation(

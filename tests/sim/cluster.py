@@ -288,9 +288,10 @@ class Simulation:
     def log_summaries(
         self, group: int, index: int, term: int, voters: frozenset[int]
     ) -> list[tuple[int, bool, int, int, bool]]:
-        """For each of `voters`: (node, holds entry (index, term), last term, last index,
-        abstains: repairing after damage, so it grants no vote), from the core's log on a
-        running node and from the durable log on a crashed one."""
+        """For each of `voters`: (node, holds entry (index, term), last term and last index it
+        votes by, repairing after damage), from the core's log on a running node and from the
+        durable log on a crashed one. A repairing node votes by the larger of its log's last
+        entry and its repair mark."""
         out = []
         for n in sorted(voters):
             rep = self.nodes[n].replicas[group]
@@ -299,15 +300,17 @@ class Simulation:
                 last = raft.last_index
                 have = core_term_at(raft, index)
                 last_term = raft.term_at(last)
-                abstains = raft.repairing
+                mark = raft.repair_mark
             else:
                 log = rep.storage.volatile  # after a crash: what survived
                 last = log.last_index()
                 have = None if index > last else COMPACTED if index < log.start_index \
                     else log.term_at(index)
                 last_term = log.term_at(last)
-                abstains = log.hard_state is not None and log.hard_state.repairing
-            out.append((n, have == term or have == COMPACTED, last_term, last, abstains))
+                mark = log.hard_state.repair_mark if log.hard_state is not None else (0, 0)
+            repairing = mark[1] > 0
+            last_term, last = max((last_term, last), mark)
+            out.append((n, have == term or have == COMPACTED, last_term, last, repairing))
         return out
 
     def membership_changed(self, group: int, old: ConfState, new: ConfState) -> None:

@@ -68,9 +68,10 @@ def draw_scenario(
     election_us = ELECTION_TICKS * TICK_US
     plan = draw_fault_plan(rng, election_us, force) if faults else quiet_plan(TICK_US)
     if "damage" in plan.enabled and not raft_config.pre_vote:
-        # A repairing replica abstains: without pre-vote, a candidate that cannot win (its log
-        # is behind) keeps raising the term and can starve the only electable one for good
-        # (seed 172 showed it under tick skew). The broker always runs pre-vote.
+        # A repairing replica never campaigns and votes only for logs up to its repair mark:
+        # without pre-vote, a candidate that cannot win (its log is behind) keeps raising the
+        # term and can starve the only electable one for good (seed 172 showed it under tick
+        # skew, when repairing replicas abstained). The broker always runs pre-vote.
         raft_config = dataclasses.replace(raft_config, pre_vote=True)
     return Scenario(
         seed=seed,

@@ -168,14 +168,18 @@ def test_committed_entry_stays_out_of_reach_of_logs_lacking_it() -> None:
         ("commit_safe", G, 5, 1, [(1, True, 4, 6, False), (2, True, 1, 5, False),
                                   (3, False, 3, 5, False)]),
     ])
-    # a repairing node (damage cut the entry it acknowledged) abstains: node 3 cannot gather
-    # a quorum without it, so the commit is safe; were node 2 voting, it would not be
-    replay([("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, False, 3, 2, True),
+    # a repairing node (damage cut the entry it acknowledged) votes by its repair mark, here
+    # (term 3, index 5): it refuses node 3, which cannot gather a quorum, so the commit is
+    # safe; were node 2 voting by its cut log (last index 2), it would not be
+    replay([("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, False, 3, 5, True),
                                       (3, False, 3, 4, False)])])
     fires(ck.COMMITTED_UNSAFE, [
-        ("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, False, 3, 2, False),
+        ("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, False, 3, 2, True),
                                   (3, False, 3, 4, False)]),
     ])
+    # a repairing node lacking the entry is never a candidate (it cannot campaign)
+    replay([("commit_safe", G, 5, 3, [(1, True, 3, 5, False), (2, True, 3, 5, False),
+                                      (3, False, 3, 2, True)])])
 
 
 def test_acked_values_stay() -> None:

@@ -119,10 +119,10 @@ def test_catches_a_commit_rule_that_counts_earlier_terms() -> None:
     assert run_seed(seed, steps=STEPS, nodes=3, groups=1, force=FIGURE8_FAULTS).failure is None
 
 
-def test_catches_a_repairing_node_that_votes() -> None:
-    """A replica whose damaged log was cut must not vote until its repair ends: one that does
-    helps elect leaders lacking entries it had acknowledged. Most seeds with forced damage show
-    it; the same seed passes with the real core."""
+def test_catches_a_repairing_node_that_votes_by_its_cut_log() -> None:
+    """A replica whose damaged log was cut must vote by its repair mark until its repair ends:
+    one that votes by what it kept helps elect leaders lacking entries it had acknowledged.
+    Most seeds with forced damage show it; the same seed passes with the real core."""
     force = ("damage", "crash")
     for seed in range(200):
         result = run_seed(seed, steps=STEPS, nodes=3, groups=1, force=force,

@@ -898,6 +898,104 @@ def test_follower_that_lost_its_tail_unnoticed_is_repaired_by_the_leader() -> No
     assert pr is not None and pr.match == 16
 
 
+def restart_damaged(c: Cluster, n: int, keep: int) -> RaftNode:
+    """Restart node n as storage recovery leaves it after damage: entries above `keep` cut,
+    the hard state marked repairing up to the old last index (in its term), commit lowered."""
+    c.crash(n)
+    st = c.storages[n]
+    hard = st.initial_state()
+    assert hard is not None and keep < st.last_index()
+    old_last = st.last_index()
+    del st._entries[keep - st.first_index() + 1 :]
+    st.set_hard_state(replace(hard, commit=min(hard.commit, keep), repair_index=old_last,
+                              repair_term=hard.term))
+    node = c.start(n)
+    assert node.repairing and node.repair_mark[1] == old_last
+    return node
+
+
+@pytest.mark.parametrize("pre_vote", [True, False])
+def test_repairing_voter_refuses_logs_below_its_repair_mark(pre_vote: bool) -> None:
+    """Node 2 acknowledged entries 1..5 (committed with its help), then damage cut its log to
+    index 1. Node 3 holds only up to index 3: more than node 2 kept, less than it had. Node 2
+    refuses it (by its repair mark, not its cut log), so node 3 never leads; node 1, whose
+    log reaches the mark, gets node 2's vote and repairs it."""
+    c = new_cluster(3, config=replace(CONFIG, pre_vote=pre_vote))
+    c.elect(1)
+    c.propose(1, b"a")
+    c.propose(1, b"b")
+    c.settle()
+    c.isolate(3)
+    c.propose(1, b"c")
+    c.propose(1, b"d")
+    c.settle()
+    assert c.nodes[1].commit_index == 5 and c.storages[3].last_index() == 3
+    c.crash(1)
+    c.heal()
+    restart_damaged(c, 2, keep=1)
+    for _ in range(5):
+        c.nodes[3].campaign()
+        c.settle()
+        assert c.nodes[3].role is not Role.LEADER
+    c.tick(30, nodes=[2, 3])
+    assert not any(c.nodes[n].role is Role.LEADER for n in (2, 3))
+    c.start(1)
+    assert c.tick_until_leader() == 1  # without pre-vote, after it catches up on the term
+    assert c.propose(1, b"e") is ACCEPTED
+    c.settle()
+    assert not c.nodes[2].repairing
+    assert c.data_applied(2)[-5:] == [b"a", b"b", b"c", b"d", b"e"]
+    c.assert_logs_equal([1, 2, 3])
+
+
+def test_repairing_voter_votes_so_a_group_short_of_a_voter_elects() -> None:
+    """Four voters: node 4 (the leader) is gone for good and node 3 is repairing after damage.
+    Nodes 1 and 2 need node 3's vote. It grants it to a log at least as up to date as its
+    repair mark (abstaining left the group without a leader forever)."""
+    c = new_cluster(4)
+    c.elect(4)
+    for i in range(4):
+        c.propose(4, b"v%d" % i)
+    c.settle()
+    assert c.nodes[4].commit_index == 5
+    c.crash(4)
+    restart_damaged(c, 3, keep=2)
+    leader = c.tick_until_leader()
+    assert leader in (1, 2)
+    assert c.propose(leader, b"after") is ACCEPTED
+    c.settle()
+    assert not c.nodes[3].repairing
+    for n in (1, 2, 3):
+        assert c.data_applied(n) == [b"v0", b"v1", b"v2", b"v3", b"after"]
+
+
+def test_repairing_voters_mark_ignores_a_term_raised_by_a_failed_election() -> None:
+    """As above, but node 3 raised its term in an election it could not win before the damage:
+    its hard state's term is above every log's last term. Its repair mark takes the term of
+    the newest entry it ever held instead (HardState.entry_term_max), or no candidate could
+    ever satisfy it."""
+    c = new_cluster(4, config=replace(CONFIG, pre_vote=False, check_quorum=False))
+    c.elect(4)
+    for i in range(4):
+        c.propose(4, b"v%d" % i)
+    c.settle()
+    log_term = c.nodes[4].term
+    c.crash(4)
+    c.crash(1)
+    c.nodes[3].campaign()  # nodes 2 and 3 alone: two votes of four, it loses
+    c.settle()
+    assert c.nodes[3].role is not Role.LEADER and c.nodes[3].term == log_term + 1
+    node = restart_damaged(c, 3, keep=2)
+    assert node.repair_mark == (log_term, 5)
+    c.start(1)
+    leader = c.tick_until_leader()
+    assert leader in (1, 2)
+    assert c.propose(leader, b"after") is ACCEPTED
+    c.settle()
+    for n in (1, 2, 3):
+        assert c.data_applied(n) == [b"v0", b"v1", b"v2", b"v3", b"after"]
+
+
 def test_whole_cluster_restart_keeps_committed_entries() -> None:
     c = new_cluster(3)
     c.elect(1)

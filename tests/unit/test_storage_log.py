@@ -468,6 +468,22 @@ def test_commit_alone_is_checkpointed_by_interval_or_close(tmp_path: Path) -> No
     log.close()
 
 
+def test_entry_term_max_is_written_at_the_sync_not_left_to_the_checkpoint(
+        tmp_path: Path) -> None:
+    """It bounds a repairing node's votes: a crash after sync() must find it."""
+    log = open_log(tmp_path, commit_checkpoint_interval_ms=60_000)
+    log.append(Feed().run(1, 20, 1))
+    log.set_hard_state(HS)
+    log.sync()
+    raised = dataclass_replace(HS, entry_term_max=HS.term + 1)
+    log.set_hard_state(raised)
+    log.sync()
+    log.close(sync=False)  # a process crash right after the sync
+    log = open_log(tmp_path)
+    assert log.initial_state() == raised
+    log.close()
+
+
 def test_fsync_policy_always_makes_sync_durable(tmp_path: Path) -> None:
     log = open_log(tmp_path)
     log.append(Feed().run(1, 10, 1))
@@ -626,13 +642,34 @@ def test_hard_state_keeps_the_repair_marks_and_reads_files_without_them() -> Non
     hs = HardState(term=4, vote=2, commit=9, conf=conf, conf_index=3, repair_index=40,
                    repair_term=4)
     assert decode_hard_state(encode_hard_state(hs)) == hs and hs.repairing
-    # a file written before the repair fields: the same bytes without them, CRC redone
-    body = encode_hard_state(dataclass_replace(hs, repair_index=0, repair_term=0))[:-4 - 16]
+    # a file written before the repair fields: the same bytes without them (and without
+    # entry_term_max, which came later), CRC redone
+    body = encode_hard_state(dataclass_replace(hs, repair_index=0, repair_term=0))[:-4 - 24]
     from crc32c import crc32c
     old_file = body + struct.pack(">I", crc32c(body))
     back = decode_hard_state(old_file)
     assert back == HardState(term=4, vote=2, commit=9, conf=conf, conf_index=3)
     assert not back.repairing
+
+
+def test_hard_state_keeps_entry_term_max_and_reads_files_without_it() -> None:
+    import struct
+
+    from crc32c import crc32c
+
+    from broker.raft.messages import ConfState, HardState
+    from broker.storage.format import decode_hard_state, encode_hard_state
+
+    conf = ConfState(voters=frozenset({1, 2, 3}))
+    hs = HardState(term=7, vote=1, commit=9, conf=conf, conf_index=3, repair_index=13,
+                   repair_term=7, entry_term_max=6)
+    assert decode_hard_state(encode_hard_state(hs)) == hs
+    assert hs.repair_mark == (6, 13)  # the lower of the two term bounds
+    # a file written before entry_term_max: it reads as 0 (unknown), the mark keeps the term
+    body = encode_hard_state(hs)[:-4 - 8]
+    back = decode_hard_state(body + struct.pack(">I", crc32c(body)))
+    assert back == dataclass_replace(hs, entry_term_max=0)
+    assert back.repair_mark == (7, 13)
 
 
 def dataclass_replace(obj: Any, **changes: Any) -> Any:
