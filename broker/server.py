@@ -68,6 +68,10 @@ log = logging.getLogger("raftlog.broker")
 
 CONTROLLER_REQUESTS_MAX = 256
 LEADERS_FULL_S = 1.0
+# At start, how long a peer that has not been heard from at all is waited for before the client
+# port opens, in heartbeat intervals; the whole wait is bounded by LEADERS_WAIT_MAX_S.
+LEADERS_WAIT_UNHEARD_BEATS = 3
+LEADERS_WAIT_MAX_S = LEADERS_FULL_S + 0.5
 LEADER_BALANCE_INTERVAL_S = 2.0  # how often the controller leader rebalances leadership
 LEADER_MOVES_MAX = 64  # transfers started per round (each is one TimeoutNow)
 METADATA_LOG_DIR = "controller"
@@ -99,6 +103,9 @@ class Broker:
         self.by_partition: dict[tuple[str, int], int] = {}  # (topic, partition) -> group id
         self.peer_last_heard: dict[int, float] = {}
         self._dead_peers: set[int] = set()
+        self._peer_incarnations: dict[int, int] = {}
+        self._leaders_owed = False  # a peer (re)started: our next heartbeat lists our leaders
+        self._leaders_heard: set[int] = set()  # peers whose list of leaderships reached us
         self._stopping = False  # shutting down: our heartbeats say so
         # Peers whose last heartbeat said they are stopping or their metadata log failed:
         # never a leadership target (a later heartbeat without the flag, e.g. after a
@@ -148,6 +155,8 @@ class Broker:
         from broker.api.connection import ConnectionStats, KafkaConnection
 
         self.api = KafkaApi(self)
+        self._spawn(self._heartbeat_loop(), "broker-heartbeats")
+        await self._hear_peer_leaders()
         stats = ConnectionStats()
         host, _, port = self.config.listen.rpartition(":")
         loop = asyncio.get_running_loop()
@@ -157,10 +166,28 @@ class Broker:
                                     inflight_requests_max=self.config.inflight_requests_max,
                                     stats=stats),
             host, int(port), reuse_address=True)
-        self._spawn(self._heartbeat_loop(), "broker-heartbeats")
         self.groups.start()
         log.info("broker %d serving Kafka on %s, peers on %s", self.node_id,
                  self.config.listen, self.config.raft_listen)
+
+    async def _hear_peer_leaders(self) -> None:
+        """Before the client port opens, give each peer that answers the moment it takes to
+        list the partitions it leads (it does on hearing our new incarnation), so that our
+        first Metadata answers name leaders: a restarted broker otherwise answered "no leader"
+        for every partition it does not lead until the peers' next full lists, up to
+        LEADERS_FULL_S (librdkafka's watermark query fails on that at once). A peer not heard
+        from within a few heartbeats is taken for down; the whole wait is bounded."""
+        interval_s = self.config.broker_heartbeat_ms / 1000
+        started_s = time.monotonic()
+        while (now := time.monotonic()) - started_s < LEADERS_WAIT_MAX_S:
+            unheard_ok = now - started_s < LEADERS_WAIT_UNHEARD_BEATS * interval_s
+            waiting = [p for p in self.bus.peers() if p != self.node_id
+                       and p not in self._leaders_heard
+                       and (self.peer_alive(p) or unheard_ok)]
+            if not waiting:
+                return
+            await asyncio.sleep(interval_s / 4)
+        log.info("opening the client port without leaderships from brokers %s", waiting)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -411,14 +438,24 @@ class Broker:
 
     def _on_heartbeat(self, src: int, body: dict[str, Any]) -> None:
         self.peer_last_heard[src] = time.monotonic()  # alive for Raft either way
-        if body.get("stopping") or body.get("metadata_offline"):
+        if body.get("stopping") or body.get("metadata_offline") or body.get("starting"):
             self._unfit_peers.add(src)
         else:
             self._unfit_peers.discard(src)
-        if not body.get("metadata_offline"):  # otherwise the controller lets it be fenced
+        # A starting broker is not registered yet (its client port is not open), and one whose
+        # metadata log is offline is left for the controller to fence.
+        if not body.get("metadata_offline") and not body.get("starting"):
             self.controller.heard_from(src, str(body["client"]), str(body["raft"]),
                                        int(body["inc"]))
+        incarnation = int(body["inc"])
+        known = self._peer_incarnations.get(src)
+        if known != incarnation:  # it (re)started: it knows no leaders yet
+            self._peer_incarnations[src] = incarnation
+            self._leaders_owed = True
+            if known is not None:
+                self.bus.reconnect(src)  # our socket may be waiting out a reconnect backoff
         if "leaders" in body:
+            self._leaders_heard.add(src)
             self._heard_leaders(src, [(int(g), int(t), [int(n) for n in isr])
                                       for g, t, isr in body["leaders"]])
 
@@ -433,15 +470,16 @@ class Broker:
             body = self._heartbeat_body()
             if not self.controller.online:
                 self._hand_off_leaderships()  # see _on_replica_offline
-            if sent_version != self._led_version or now - full_at >= LEADERS_FULL_S:
+            if (sent_version != self._led_version or now - full_at >= LEADERS_FULL_S
+                    or self._leaders_owed):
                 body["leaders"] = [[g, r.node.term, self._local_isr(r)]
                                    for g, r in self.manager.replicas.items() if r.leader_ready]
-                sent_version, full_at = self._led_version, now
+                sent_version, full_at, self._leaders_owed = self._led_version, now, False
             frames = encode_control(T_BROKER_HEARTBEAT, body)
             for peer in self.bus.peers():
                 if peer != self.node_id:
                     self.bus.send(peer, frames)
-            if self.controller.online:
+            if self.controller.online and self._server is not None:
                 self.controller.heard_from(self.node_id, self.config.advertised,
                                            self.raft_address, self.incarnation)
             self._check_peers()
@@ -454,13 +492,16 @@ class Broker:
             await asyncio.sleep(interval_s)
 
     def _heartbeat_body(self) -> dict[str, Any]:
-        """Who we are, and whether our metadata log is offline or we are shutting down."""
+        """Who we are, and whether our metadata log is offline, we are shutting down or still
+        starting (client port not open yet)."""
         body: dict[str, Any] = {"inc": self.incarnation, "client": self.config.advertised,
                                 "raft": self.raft_address}
         if not self.controller.online:
             body["metadata_offline"] = True  # see _on_replica_offline
         if self._stopping:
             body["stopping"] = True  # see shutdown
+        if self._server is None:
+            body["starting"] = True  # see _hear_peer_leaders
         return body
 
     def _add_metadata_learners(self) -> None:

@@ -164,6 +164,18 @@ class PeerBus:
         for node_id, address in wanted.items():
             self._put_peer(node_id, address)
 
+    def reconnect(self, node_id: int) -> None:
+        """Connect to a peer again now: it restarted (a new incarnation announced itself),
+        while our connection to it may sit in ZeroMQ's reconnect backoff (up to
+        reconnect_ivl_max_ms) after the old process went away. Messages still queued in the
+        peer's outbox stay queued; those already handed to the old socket were bound for the
+        old process and are dropped with it."""
+        peer = self._peers.get(node_id)
+        if peer is None or self._state is not _State.RUNNING:
+            return
+        self._close_dealer(peer)
+        self._open_dealer(peer)
+
     def _put_peer(self, node_id: int, address: str) -> None:
         peer = self._peers.get(node_id)
         if peer is None:

@@ -119,3 +119,27 @@ def test_balancer_moves_never_show_a_leaderless_partition(
     report_figure(f"{len(coming_back)} leaderships moved back to restarted broker {victim} "
                   f"within {moved_s:.1f} s of its restart; Metadata polls answered "
                   f"{[p.polls for p in pollers]}, none leaderless")
+
+
+def test_a_restarted_broker_names_every_leader_in_its_first_metadata_answer(
+        cluster_factory: ClusterFactory) -> None:
+    """A broker opens its client port once the running peers have told it which partitions
+    they lead: the first Metadata it answers after a restart names a leader for each."""
+    cluster = cluster_factory()
+    cluster.create_topic(TOPIC, PARTITIONS, 3)
+    victim = cluster.node_ids[-1]
+    others = [i for i in cluster.node_ids if i != victim]
+    cluster.terminate(victim)
+    cluster.wait_topic_leaders(TOPIC, PARTITIONS, excluded=[victim],
+                               bootstrap=cluster.bootstrap_of(others))
+    cluster.restart(victim)  # returns once the client port accepts connections
+    with KafkaSocket(cluster.address(victim)) as sock:
+        sock.send(metadata_request(1, [TOPIC]))
+        answer = parse_metadata_v1(sock.expect_response())
+    assert answer.topic_errors == {TOPIC: 0}, answer
+    leaderless = {index: (p.error_code, p.leader_id) for (_t, index), p in
+                  answer.partitions.items() if p.error_code != 0 or p.leader_id < 0}
+    assert len(answer.partitions) == PARTITIONS and not leaderless, (
+        f"restarted broker {victim}'s first Metadata: partitions without a leader "
+        f"(error, leader) {leaderless}\n{cluster.diagnostics()}")
+    assert {p.leader_id for p in answer.partitions.values()} <= set(others)

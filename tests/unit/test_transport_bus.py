@@ -293,6 +293,33 @@ def test_a_peer_restarting_on_the_same_port_is_reached_again() -> None:
     run(body())
 
 
+def test_reconnect_reaches_a_restarted_peer_without_waiting_out_the_backoff() -> None:
+    """A reconnect backoff far longer than the test's deadline: only reconnect() can reach the
+    restarted peer in time."""
+    backoff_ms = int(DEADLINE_S * 1000) * 10
+
+    async def body() -> None:
+        a = Node(1, reconnect_ivl_ms=backoff_ms, reconnect_ivl_max_ms=backoff_ms)
+        b = Node(2)
+        await start_mesh(a, b)
+        port = int(b.bus.listen_address.rpartition(":")[2])
+        await b.bus.stop()
+        await wait_until(lambda: 2 in a.unreachable, "a to notice b is gone",
+                         tick=lambda: a.bus.send(2, [b"lost"]))
+        b2 = Node(2, port)
+        await b2.bus.start()
+        b2.bus.set_peers({1: a.bus.listen_address})
+        await connect(b2, a)  # b2 -> a is a fresh socket; a -> b2 waits on its backoff
+        a.bus.reconnect(2)
+        a.bus.reconnect(99)  # not a peer: nothing happens
+        await connect(a, b2)
+        await send_in_turns(a, b2, 20, 10)
+        assert b2.received[1] == [message(1, s) for s in range(20)]
+        await stop_all(a, b2)
+
+    run(body())
+
+
 def test_set_peers_adds_removes_and_readdresses_at_runtime() -> None:
     async def body() -> None:
         a, b, c = Node(1), Node(2), Node(3)
