@@ -59,6 +59,7 @@ from broker.raft.messages import (
     Message,
     ProposeResult,
     Ready,
+    RepairMark,
     Role,
     SoftState,
     TimeoutNow,
@@ -177,6 +178,8 @@ class RaftNode:
         "_repair_term",
         "_lost_entries",
         "_entry_term_max",
+        "_marks_taken",
+        "_start_term",
     )
 
     def __init__(
@@ -241,7 +244,8 @@ class RaftNode:
         # it never campaigns, and it votes as if its log still ended at the repair mark
         # (_grants_vote_to), or its vote could elect a leader lacking an entry committed with
         # its help. Not for a lone voter: with nobody to repair from, what remains is all
-        # there is.
+        # there is. A leader that finds we lost entries storage could not see marks a repair
+        # the same way (RepairMark, _on_repair_mark).
         lone = hard.conf.voters == frozenset((node_id,))
         self._repair_term, self._repair_index = (0, 0) if lone else hard.repair_mark
         # Volatile, for this process's life: the log lost entries on open, so a leader's idea
@@ -249,6 +253,12 @@ class RaftNode:
         self._lost_entries = self._repair_index > 0
         # No entry this log ever held has a higher term (HardState.entry_term_max).
         self._entry_term_max = max(hard.entry_term_max, last_term)
+        # The last RepairMark taken, as (term, index, log_term): a leader repeats its mark
+        # until our match index reaches it, and a repair that already ended must not restart.
+        self._marks_taken = (0, 0, 0)
+        # Our term when this process started: entries can be lost only across a restart, so
+        # only a leader of this term can have counted acknowledgements we no longer hold.
+        self._start_term = self._term
         self._scan_uncommitted_conf()
 
     # ---- read access ------------------------------------------------------------------------
@@ -375,6 +385,9 @@ class RaftNode:
             case LogStartRequest():
                 if self._follow(msg.src):
                     self._on_log_start(msg)
+            case RepairMark():
+                if self._follow(msg.src):
+                    self._on_repair_mark(msg)
 
     def propose(self, data: bytes) -> ProposeResult:
         """Append a DATA entry (leader only). DROPPED if not leader, during a leadership
@@ -472,6 +485,7 @@ class RaftNode:
             or log.commit != prev.commit
             or self._conf_index != prev.conf_index
             or self._repair_index != prev.repair_index
+            or self._repair_term != prev.repair_term
             or max(self._entry_term_max, log.last_term()) != prev.entry_term_max
             or (self._conf is not prev.conf and self._conf != prev.conf)
         )
@@ -492,6 +506,9 @@ class RaftNode:
         self._entry_term_max = max(self._entry_term_max, log.last_term())
         term_or_vote = self._term != prev.term or self._vote != prev.vote
         bound_raised = self._entry_term_max != prev.entry_term_max
+        # A mark a leader gave us must be durable before any vote or acknowledgement leaves.
+        bound_raised = bound_raised or (self._repair_index > 0 and (
+            self._repair_index, self._repair_term) != (prev.repair_index, prev.repair_term))
         hard = None
         if self._hard_state_changed():
             hard = HardState(
@@ -656,7 +673,7 @@ class RaftNode:
                 return True  # a pre-vote never raises our term
             if isinstance(msg, VoteResponse) and msg.pre_vote and msg.granted:
                 return True  # granted for the term we would campaign in
-            from_leader = isinstance(msg, (AppendRequest, Heartbeat, LogStartRequest))
+            from_leader = isinstance(msg, (AppendRequest, Heartbeat, LogStartRequest, RepairMark))
             self._become_follower(msg.term, msg.src if from_leader else NO_NODE)
             return True
         # A stale term. Tell a deposed leader or a lagging (pre-)candidate the current term:
@@ -910,6 +927,37 @@ class RaftNode:
             self._conf, self._conf_index = msg.conf, msg.conf_index
         self._respond_append(msg.src, True, msg.start_index)
 
+    def _on_repair_mark(self, msg: RepairMark) -> None:
+        """The leader counted entries of ours as matched that we no longer hold (our newest
+        segment was cut short, which storage cannot tell from a torn write, so nothing marked
+        the repair on open). Repair as after damage, up to the leader's mark (term, index):
+        every entry we may have acknowledged and lost that can ever be committed is in the
+        leader's log (Leader Completeness for the entries committed before its term, and the
+        same argument for those an older leader may still commit with our stale
+        acknowledgements), hence at an index up to the mark's, which was the leader's last
+        when it learnt of the loss, after the loss; and of a term up to the mark's (the
+        leader's own). So the mark bounds them in (term, index) order, as the storage mark
+        bounds what damage took, and the vote rule and the end of the repair (_repair_done)
+        apply unchanged. (Lost entries of older terms beyond the mark's index are a suffix no
+        leader of this term holds: none can ever be committed.)
+        Combined with a mark already held by taking the larger in (term, index) order: a log
+        at least as up to date as the larger is at least as up to date as both."""
+        log = self._log
+        if msg.term != self._start_term:
+            # Every acknowledgement of this leader's term left this process, which lost
+            # nothing: the mark answers a stale rejection (one overtaken by a later append).
+            return
+        if msg.index < log.first_index() or log.match_term(msg.index, msg.log_term):
+            return  # we hold the leader's log up to its mark: nothing it counted is missing
+        taken = (msg.term, msg.index, msg.log_term)
+        if taken == self._marks_taken:
+            return  # a repeat: the repair it started already ended (or still runs)
+        self._marks_taken = taken
+        mark = (msg.log_term, msg.index)
+        if self._repair_index:
+            mark = max(mark, (self._repair_term, self._repair_index))
+        self._repair_term, self._repair_index = mark
+
     def _advance_commit(self, index: int) -> None:
         self._log.commit_to(index)
         self._apply_committed_conf()
@@ -999,9 +1047,17 @@ class RaftNode:
         # An empty append is worth sending when asked for, or to carry a commit index the
         # follower has not seen and can use (etcd's CanBumpCommit).
         bump = commit > pr.sent_commit and pr.sent_commit < pr.next - 1
+        at = len(self._msgs)
         if self._send_append(node, pr, empty_ok or bump):
             while pr.state is _REPLICATE and self._send_append(node, pr, False):
                 pass
+            if pr.repair_index and not isinstance(self._msgs[at], RepairMark):
+                self._msgs.insert(at, self._repair_mark(node, pr))  # once, ahead of them
+
+    def _repair_mark(self, node: int, pr: Progress) -> RepairMark:
+        """The mark a follower that lost entries we counted is owed (see Progress)."""
+        return RepairMark(src=self._id, dst=node, term=self._term, index=pr.repair_index,
+                          log_term=pr.repair_term)
 
     def _send_append(self, node: int, pr: Progress, empty_ok: bool) -> bool:
         """Send one append from pr.next if flow control allows; True if a message left."""
@@ -1046,6 +1102,8 @@ class RaftNode:
         if log.is_compacted(pr.next):
             self._send_log_start(node, pr)
             return
+        if pr.repair_index:
+            self._msgs.append(self._repair_mark(node, pr))
         self._msgs.append(
             AppendRequest(
                 src=self._id,
@@ -1064,6 +1122,8 @@ class RaftNode:
             pr.become_probe()
         log = self._log
         start = log.first_index() - 1
+        if pr.repair_index:
+            self._msgs.append(self._repair_mark(node, pr))
         self._msgs.append(
             LogStartRequest(
                 src=self._id,
@@ -1096,6 +1156,11 @@ class RaftNode:
             # trusted only where our entry has its term (then the logs agree up to it), so a
             # stale rejection can only lower the match index to an index that truly matches.
             pr.match = msg.hint_index
+            if not msg.repairing:
+                # A loss storage could not see (a flagged one carries storage's own mark).
+                # Every entry we ever sent it is in our log, so our last entry bounds those it
+                # may have acknowledged and lost; it must repair up to there (RepairMark).
+                pr.repair_term, pr.repair_index = self._log.last_term(), self._log.last_index()
             pr.become_probe()
             self._mark_append(msg.src, True)
             return
@@ -1109,7 +1174,10 @@ class RaftNode:
                     pr.become_probe()
                 self._mark_append(msg.src, True)
             return
-        if pr.maybe_update(msg.index) or (pr.match == msg.index and pr.state is _PROBE):
+        updated = pr.maybe_update(msg.index)
+        if pr.repair_index and pr.match >= pr.repair_index:
+            pr.repair_index = pr.repair_term = 0  # it holds our log up to the mark
+        if updated or (pr.match == msg.index and pr.state is _PROBE):
             if pr.state is _PROBE:
                 pr.become_replicate()
             else:

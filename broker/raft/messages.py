@@ -37,6 +37,7 @@ __all__ = [
     "HeartbeatResponse",
     "TimeoutNow",
     "LogStartRequest",
+    "RepairMark",
     "Message",
     "Ready",
     "ProposeResult",
@@ -225,6 +226,21 @@ class LogStartRequest:
     conf_index: int = 0  # the CONFIG entry `conf` results from: later ones still apply
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepairMark:
+    """The leader learnt that the follower lost entries it had counted as matched (a rejection
+    hinted below the follower's match index): the follower must repair up to the leader's last
+    entry at that moment, (`index`, `log_term`), which bounds every entry the leader ever sent
+    it. Sent alongside the appends to that follower (ahead of them) until its match index
+    reaches `index`; a peer that does not know it drops it and nothing else."""
+
+    src: int
+    dst: int
+    term: int
+    index: int  # the leader's last index when it learnt of the loss
+    log_term: int  # the term of that entry (the leader's own term)
+
+
 Message = (
     VoteRequest
     | VoteResponse
@@ -234,6 +250,7 @@ Message = (
     | HeartbeatResponse
     | TimeoutNow
     | LogStartRequest
+    | RepairMark
 )
 
 

@@ -102,6 +102,8 @@ class Progress:
         "is_learner",
         "sent_commit",
         "inflights",
+        "repair_index",
+        "repair_term",
     )
 
     def __init__(
@@ -115,12 +117,17 @@ class Progress:
         self.is_learner = is_learner
         self.sent_commit = 0  # highest commit index sent to this follower
         self.inflights = Inflights(count_max, bytes_max)
+        # The follower lost entries counted in `match`: (repair_term, repair_index), the
+        # leader's last entry when it learnt so, is sent to it with every append (RepairMark)
+        # until `match` reaches it. 0: none owed.
+        self.repair_index = 0
+        self.repair_term = 0
 
     def __repr__(self) -> str:
         return (
             f"Progress(match={self.match}, next={self.next}, state={self.state.value}, "
             f"probe_sent={self.probe_sent}, inflight={len(self.inflights)}, "
-            f"learner={self.is_learner})"
+            f"learner={self.is_learner}, repair_index={self.repair_index})"
         )
 
     def is_paused(self) -> bool:
@@ -176,6 +183,8 @@ class Progress:
 
     def check(self, last_index: int) -> None:
         assert 0 <= self.match < self.next, self
+        assert self.repair_index <= last_index and (self.repair_index > self.match
+                                                    or not self.repair_index), (self, last_index)
         assert self.match <= last_index, (self, last_index)
         assert self.next <= last_index + 1, (self, last_index)
         self.inflights.check()

@@ -13,6 +13,10 @@ then per type:
     TIMEOUT_NOW (nothing)
     LOG_START  start_index u64, start_term u64, commit u64, conf_index u64, has_conf u8,
                voters u16, learners u16, (voters + learners) x u32
+    REPAIR_MARK index u64, log_term u64
+A type added later (REPAIR_MARK) is its own message, never a field of an older one: a peer that
+does not know it drops just that message (an unknown type), and the appends beside it still
+pass its exact length checks during a rolling upgrade.
 Entry payloads travel as their own frames so large record batches are forwarded without copies.
 Malformed input raises `PeerMessageError`; the caller drops and counts it.
 """
@@ -33,6 +37,7 @@ from broker.raft.messages import (
     HeartbeatResponse,
     LogStartRequest,
     Message,
+    RepairMark,
     TimeoutNow,
     VoteRequest,
     VoteResponse,
@@ -59,6 +64,8 @@ _U32 = struct.Struct(">I")
 
 T_VOTE_REQ, T_VOTE_RESP, T_APPEND_REQ, T_APPEND_RESP = 1, 2, 3, 4
 T_HEARTBEAT, T_HB_RESP, T_TIMEOUT_NOW, T_LOG_START = 5, 6, 7, 8
+T_REPAIR_MARK = 9
+_REPAIR_MARK = struct.Struct(">QQ")
 
 Buffer = bytes | bytearray | memoryview
 
@@ -103,6 +110,9 @@ def encode_message(group: int, m: Message) -> list[Buffer]:
                                    m.conf is not None, len(voters), len(learners))
             ids = b"".join(_U32.pack(n) for n in voters + learners)
             return [_COMMON.pack(VERSION, T_LOG_START, group, m.src, m.dst, m.term) + body + ids]
+        case RepairMark():
+            body = _REPAIR_MARK.pack(m.index, m.log_term)
+            return [_COMMON.pack(VERSION, T_REPAIR_MARK, group, m.src, m.dst, m.term) + body]
     raise AssertionError(f"unknown message {m!r}")
 
 
@@ -159,6 +169,9 @@ def decode_message(frames: Sequence[Buffer]) -> tuple[int, Message]:
         m = LogStartRequest(src=src, dst=dst, term=term, start_index=start_index,
                             start_term=start_term, commit=commit, conf=conf,
                             conf_index=conf_index)
+    elif kind == T_REPAIR_MARK:
+        index, log_term = _unpack(_REPAIR_MARK, head, pos)
+        m = RepairMark(src=src, dst=dst, term=term, index=index, log_term=log_term)
     else:
         raise PeerMessageError(f"unknown message type {kind}")
     return group, m
@@ -197,7 +210,7 @@ _CONTROL = struct.Struct(">BB")
 
 
 def message_type(frames: Sequence[Buffer]) -> int:
-    """The type byte of a peer message (Raft types 1-8, control types 64-66); 0 if malformed."""
+    """The type byte of a peer message (Raft types 1-9, control types 64-66); 0 if malformed."""
     if not frames or len(frames[0]) < 2:
         return 0
     return frames[0][1]

@@ -18,7 +18,11 @@ Rules (the log serves nothing that fails them):
   whose entry is whole and CRC-valid with one bit of that length flipped back: damage. Left
   ambiguous: the last segment cut short after an entry boundary, or several bits of the last
   entry's length flipped; the hard state's commit index still catches the cut entries it
-  covers.
+  covers (and a leader that counted the lost entries tells the replica: see RaftNode).
+- The repair mark's index never understates the log's old last index (the vote rule and the
+  end of the repair rely on it): where the entries after the damage cannot be read, it counts
+  one entry per ENTRY_HEADER_BYTES of the bytes left (`_last_before_cut`); a torn tail is cut
+  only after the mark, so its bytes bound the entries lost with it.
 - A last segment shorter than its header, or whose header is all zeros, was being created
   when the process stopped: it is deleted (and so on backwards, for a roll that created
   several).
@@ -123,6 +127,10 @@ def recover(directory: str, config: LogConfig) -> Recovered:
         runs, torn_bytes, scan_cut = _scan_all(directory, segments, config,
                                                len(segments) if cut is None else cut.k)
         cut = scan_cut or cut
+        # A torn tail is cut only after the check below has marked the hard state if it must:
+        # a crash in between then finds the same tail again, and the bytes that bound the lost
+        # entries' indexes.
+        torn = (segments[-1], segments[-1].last_index) if torn_bytes else None
         damage = None
         floor = start.start_index if start is not None else 0
         if cut is not None:
@@ -145,11 +153,17 @@ def recover(directory: str, config: LogConfig) -> Recovered:
         last = segments[-1].last_index
         if hard_state is not None and hard_state.commit > last:
             # Entries the hard state knew committed (so synced) are gone: a tail that looked
-            # torn was not, or a crash came between a cut and its mark.
+            # torn was not, or the file lost its end. Acknowledged entries past the commit
+            # index may be gone too: those in a torn tail fit in its bytes; of a file cut
+            # short at an entry boundary nothing tells (the leader's mark covers that).
+            lost_up_to = max(hard_state.commit, last + 1)
+            if torn is not None:
+                lost_up_to = max(lost_up_to, torn[1] + torn_bytes // ENTRY_HEADER_BYTES)
             damage = damage or f"the log ends at {last}, below its commit index {hard_state.commit}"
-            hard_state = _mark_repairing(directory, hard_state, last, floor,
-                                         max(hard_state.commit, last + 1), damage,
+            hard_state = _mark_repairing(directory, hard_state, last, floor, lost_up_to, damage,
                                          segments[-1].path, segments[-1].size)
+        if torn is not None and torn[0] in segments:
+            _cut_torn_tail(torn[0], torn_bytes)
     except BaseException:
         for seg in segments:
             seg.close()
@@ -220,21 +234,36 @@ def _mark_repairing(directory: str, hard_state: HardState | None, kept: int, flo
 
 
 def _last_before_cut(segments: list[Segment], cut: _Cut, config: LogConfig) -> int:
-    """The last index the log had before the cut, as far as the files tell: the highest index
-    of a whole, CRC-valid entry from the damage on (at least the damaged entry's own index)."""
-    best = _kept(segments, cut) + 1
+    """An upper bound on the last index the log had before the cut (the repair mark relies on
+    it: it must never understate). Every entry takes at least ENTRY_HEADER_BYTES of a file and
+    the log's entries lie in index order across the segments, so the entries after one found
+    whole and CRC-valid fit in the bytes after it: the bound is the index of the last such
+    entry plus those bytes (segment headers aside) over ENTRY_HEADER_BYTES. Where no valid
+    entry follows the damage, the damaged entry (the one after the last kept) starts the count.
+    Valid entries are found by walking from the damage and skipping a few damaged ones; a tail
+    that cannot be read only loosens the bound."""
+    best = _kept(segments, cut)  # the last index known to end before `rest` bytes
+    rest = 0  # bytes after that entry, in its segment and in the later ones
     for j in range(cut.k, len(segments)):
         seg = segments[j]
+        size = os.fstat(seg.fd).st_size
         start = cut.position if j == cut.k and cut.position else SEGMENT_HEADER_BYTES
-        window = _Window(seg, os.fstat(seg.fd).st_size, config.read_chunk_bytes)
-        best = max(best, _highest_valid_index(window, start, best, config.entry_bytes_max))
-    return best
+        window = _Window(seg, size, config.read_chunk_bytes)
+        found, end = _last_valid_entry(window, start, best + 1, config.entry_bytes_max)
+        if found:
+            best, rest = max(best, found), 0
+            start = end
+        rest += max(0, size - start)
+    return max(best + rest // ENTRY_HEADER_BYTES, _kept(segments, cut) + 1)
 
 
-def _highest_valid_index(window: _Window, position: int, expect: int, entry_bytes_max: int) -> int:
+def _last_valid_entry(window: _Window, position: int, expect: int, entry_bytes_max: int
+                      ) -> tuple[int, int]:
     """Walk the entries from `position`, skipping damaged ones by searching for the index that
-    should come next (a few indexes ahead, for damage spanning several entries)."""
-    best = 0
+    should come next (a few indexes ahead, for damage spanning several entries). Returns the
+    index of the last whole, CRC-valid entry met and where it ends; (0, position) if none.
+    `expect` is the index the entry at `position` should have."""
+    last, end = 0, position
     while position < window.file_size:
         found = _entry_at(window, position, entry_bytes_max)
         if isinstance(found, str):
@@ -244,14 +273,13 @@ def _highest_valid_index(window: _Window, position: int, expect: int, entry_byte
                 if nxt is not None:
                     break
             if nxt is None:
-                return best
+                break
             position = nxt
             continue
         index, _, _, payload = found
-        best = max(best, index)
-        expect = index + 1
         position += ENTRY_HEADER_BYTES + len(payload)
-    return best
+        last, end, expect = index, position, index + 1
+    return last, end
 
 
 def _apply_cut(segments: list[Segment], cut: _Cut) -> None:
@@ -367,9 +395,9 @@ def _apply_start(segments: list[Segment], runs: TermRuns, start: LogStart | None
 def _scan_all(directory: str, segments: list[Segment], config: LogConfig, count: int
               ) -> tuple[TermRuns, int, _Cut | None]:
     """Scan the first `count` segments in order (or take a sealed one from its summary),
-    checking that each continues the one before. Returns the term runs, the bytes cut as a
-    torn tail, and the first damage found (scanning stops there: the entries noted are
-    exactly those before it)."""
+    checking that each continues the one before. Returns the term runs, the bytes of the last
+    segment's torn tail (its size excludes them; the caller cuts them), and the first damage
+    found (scanning stops there: the entries noted are exactly those before it)."""
     if not segments:
         return TermRuns(0, 0), 0, None
     runs = TermRuns(segments[0].base_index - 1, segments[0].prev_term)
@@ -397,17 +425,19 @@ def _scan_all(directory: str, segments: list[Segment], config: LogConfig, count:
             if position:
                 seg.size = seg.flushed_size = seg.synced_size = position
             return runs, torn_bytes, _Cut(k=k, position=position, reason=str(e))
-        if end < file_size:
-            log.warning("%s: cut a torn tail of %d bytes at byte %d", seg.path, file_size - end, end)
-            os.ftruncate(seg.fd, end)
-            os.fsync(seg.fd)
-            torn_bytes = file_size - end
+        torn_bytes = file_size - end  # cut by the caller (only the last segment has one)
         seg.size = seg.flushed_size = seg.synced_size = end
         if seg.base_offset >= 0 and segments[0].base_offset < 0:
             for earlier in segments[:k]:  # the log's first DATA entry is in `seg`
                 learn_offset(earlier, seg.base_offset)
         prev = seg
     return runs, torn_bytes, None
+
+
+def _cut_torn_tail(seg: Segment, torn_bytes: int) -> None:
+    log.warning("%s: cut a torn tail of %d bytes at byte %d", seg.path, torn_bytes, seg.size)
+    os.ftruncate(seg.fd, seg.size)
+    os.fsync(seg.fd)
 
 
 def _check_continues(prev: Segment, seg: Segment) -> None:

@@ -16,8 +16,12 @@ that heal, partitions and crashes aimed at current leaders, node crash and resta
 not synced is lost; a torn crash keeps a prefix of the unsynced writes), slow disks (a sync
 takes simulated time; vote and append responses wait for it), node pauses (as SIGSTOP or a GC
 pause), leadership transfers, retention (a node deletes a prefix of its applied log, so lagging
-peers are moved to its log start) and, on 5 nodes, single-server membership changes (every
-node hosts every group; a removed node's replica is deleted and its id never re-added).
+peers are moved to its log start), on 5 nodes, single-server membership changes (every
+node hosts every group; a removed node's replica is deleted and its id never re-added), damage
+found on restart (a synced suffix cut and marked for repair) and, only when forced with
+`--faults cut-tail`, a synced suffix lost unnoticed (storage takes it for a torn write; the
+leader tells the replica with a RepairMark, and a loss no leader learns of in time is a window
+no protocol closes, so those runs' failures need reading: FINDINGS.md).
 
 Clients propose unique values to the node they believe leads, retry the same value on timeout,
 and count a value acknowledged when the node that accepted it applies it.

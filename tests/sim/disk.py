@@ -202,6 +202,26 @@ class CrashStorage:
         self.volatile = d.copy()
         return keep
 
+    def cut_tail(self, rng: random.Random) -> int | None:
+        """The durable log lost a suffix, synced entries included, in a way storage takes for
+        a torn write (its newest segment cut short at an entry boundary): nothing is marked
+        when the cut stays above the hard state's commit index. Below it, storage sees the log
+        end under its commit and marks the repair up to the commit index (all it can tell;
+        acknowledged entries past it are lost unmarked), as broker.storage's recovery does.
+        Returns the last index kept, or None if the log holds no entry to lose."""
+        d = self.durable
+        if not d.entries or d.hard_state is None:
+            return None
+        keep = rng.randrange(d.start_index, d.last_index())
+        hs = d.hard_state
+        del d.entries[keep - d.start_index :]
+        if keep < hs.commit:
+            d.hard_state = dataclasses.replace(
+                hs, commit=keep, repair_index=max(hs.repair_index, hs.commit, keep + 1),
+                repair_term=hs.term)
+        self.volatile = d.copy()
+        return keep
+
     def _write(self, op: Op) -> None:
         self.volatile.apply(op)
         self._ops.append(op)

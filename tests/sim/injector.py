@@ -149,6 +149,9 @@ class FaultInjector:
         sim.note(f"crash node {node.node_id} ({torn} groups torn)")
         if self._plan.damage_probability and self._rng.random() < self._plan.damage_probability:
             self._damage(node)
+        cut_p = self._plan.cut_tail_probability
+        if cut_p and self._rng.random() < cut_p:
+            self._cut_tail(node)
         downtime_us = 1 + self._rng.randrange(self._plan.downtime_us_max)
         sim.queue.push(sim.queue.now_us + downtime_us, RESTART, node.node_id, node.incarnation)
         return True
@@ -170,6 +173,27 @@ class FaultInjector:
         sim.checker.damaged(g, node.node_id)
         self.counts["damage"] += 1
         sim.note(f"group {g}: node {node.node_id} finds damage and keeps its log up to {keep}")
+
+    def _cut_tail(self, node: SimNode) -> None:
+        """Cut synced entries off one group's log on the crashed `node`, as storage would take
+        its newest segment cut short (see CrashStorage.cut_tail); only where no other replica
+        of that group is repairing, as for damage."""
+        sim = self._sim
+        groups = [g for g, rep in node.replicas.items() if not rep.retired
+                  and not any(_repairing(other.replicas[g]) for other in sim.nodes.values()
+                              if other is not node)]
+        if not groups:
+            return
+        g = self._rng.choice(groups)
+        storage = node.replicas[g].storage
+        before = storage.durable.hard_state
+        keep = storage.cut_tail(self._disk_rng)
+        if keep is None:
+            return
+        if storage.durable.hard_state is not before:
+            sim.checker.damaged(g, node.node_id)  # its durable commit went down
+        self.counts["cut-tail"] += 1
+        sim.note(f"group {g}: node {node.node_id} lost its log after {keep} unnoticed")
 
     def _pause(self) -> bool:
         sim = self._sim

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from broker.raft.core import RaftConfig
-from tests.sim.faults import FaultPlan, draw_fault_plan, quiet_plan
+from tests.sim.faults import FaultPlan, draw_cut_tail, draw_fault_plan, quiet_plan
 
 __all__ = ["Scenario", "draw_scenario", "TICK_US", "ELECTION_TICKS"]
 
@@ -67,7 +67,11 @@ def draw_scenario(
     )
     election_us = ELECTION_TICKS * TICK_US
     plan = draw_fault_plan(rng, election_us, force) if faults else quiet_plan(TICK_US)
-    if "damage" in plan.enabled and not raft_config.pre_vote:
+    clients_per_group = rng.choice((1, 2, 3, 6))
+    think_us_max = rng.choice((1_000, 10_000, 50_000))
+    if faults:
+        plan = draw_cut_tail(rng, plan, force)
+    if ("damage" in plan.enabled or "cut-tail" in plan.enabled) and not raft_config.pre_vote:
         # A repairing replica never campaigns and votes only for logs up to its repair mark:
         # without pre-vote, a candidate that cannot win (its log is behind) keeps raising the
         # term and can starve the only electable one for good (seed 172 showed it under tick
@@ -80,8 +84,8 @@ def draw_scenario(
         steps=steps,
         raft_config=raft_config,
         voters=tuple(voters),
-        clients_per_group=rng.choice((1, 2, 3, 6)),
-        think_us_max=rng.choice((1_000, 10_000, 50_000)),
+        clients_per_group=clients_per_group,
+        think_us_max=think_us_max,
         retry_us=TICK_US,
         ack_timeout_us=3 * election_us,
         faults=plan,

@@ -142,3 +142,25 @@ def _copy(m: MemoryStorage) -> MemoryStorage:
     if hard_state is not None:
         out.set_hard_state(hard_state)
     return out
+
+
+def test_a_cut_tail_above_the_commit_index_goes_unnoticed() -> None:
+    """Synced entries vanish and nothing is marked (storage takes it for a torn write) while
+    the cut keeps the commit index; below it, the repair is marked up to the commit index."""
+    cuts = {}
+    for seed in range(40):
+        s = CrashStorage(CONF)
+        s.append([e(i, 1) for i in range(1, 9)])
+        s.set_hard_state(hs(1, vote=1, commit=4))
+        s.sync()
+        keep = s.cut_tail(random.Random(seed))
+        assert keep is not None and 0 <= keep < 8
+        assert s.last_index() == s.durable.last_index() == keep
+        state = s.initial_state()
+        assert state is not None
+        if keep >= 4:
+            assert state == hs(1, vote=1, commit=4)
+        else:
+            assert (state.commit, state.repair_index, state.repair_term) == (keep, 4, 1)
+        cuts[keep >= 4] = True
+    assert cuts == {True: True, False: True}  # both kinds were drawn

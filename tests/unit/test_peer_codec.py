@@ -8,9 +8,9 @@ import pytest
 
 from broker.raft.messages import (
     AppendRequest, AppendResponse, ConfState, Entry, EntryKind, Heartbeat, HeartbeatResponse,
-    LogStartRequest, TimeoutNow, VoteRequest, VoteResponse,
+    LogStartRequest, RepairMark, TimeoutNow, VoteRequest, VoteResponse,
 )
-from broker.replica.codec import PeerMessageError, decode_message, encode_message
+from broker.replica.codec import PeerMessageError, decode_message, encode_message, message_type
 
 MESSAGES = [
     VoteRequest(src=1, dst=2, term=7, last_index=10, last_term=6, pre_vote=True),
@@ -36,6 +36,7 @@ MESSAGES = [
     LogStartRequest(src=1, dst=2, term=3, start_index=50, start_term=2, commit=60,
                     conf=ConfState(voters=frozenset({1, 2, 3}), learners=frozenset({4})),
                     conf_index=41),
+    RepairMark(src=1, dst=2, term=3, index=(1 << 40) + 7, log_term=3),
 ]
 
 
@@ -71,3 +72,17 @@ def test_entry_frame_count_and_length_must_match() -> None:
         decode_message(frames[:-1])
     with pytest.raises(PeerMessageError):
         decode_message([frames[0], frames[1][:-1], *frames[2:]])
+
+
+def test_a_repair_mark_is_a_message_of_its_own_that_older_peers_drop() -> None:
+    """A peer that predates a message type drops just that message, as we drop types newer
+    than ours: the appends sent beside a RepairMark are unchanged and still decode."""
+    append = MESSAGES[5]
+    mark = RepairMark(src=1, dst=3, term=9, index=7, log_term=9)
+    frames = encode_message(1, mark)
+    assert len(frames) == 1 and message_type(frames) == 9
+    unknown = bytearray(frames[0])
+    unknown[1] = 10  # a type from a later version
+    with pytest.raises(PeerMessageError, match="unknown message type"):
+        decode_message([bytes(unknown)])
+    assert decode_message(encode_message(1, append)) == (1, append)

@@ -898,6 +898,89 @@ def test_follower_that_lost_its_tail_unnoticed_is_repaired_by_the_leader() -> No
     assert pr is not None and pr.match == 16
 
 
+def test_follower_that_lost_acknowledged_entries_unnoticed_votes_by_the_leaders_mark() -> None:
+    """Node 2 acknowledged entries 1..6 (3..6 committed with its help while node 3 was cut
+    off), then lost 3..6 without a repair mark (its newest segment cut short looks like a torn
+    write). The leader learns it from a rejection below node 2's match index and tells it to
+    repair up to its last entry. The leader is gone before node 2 has caught up; node 3's log
+    (up to index 3) is then as up to date as node 2's, but node 2 refuses it by the mark (and
+    never campaigns): without the mark, a leader lacking committed entries 4..6 would win."""
+    c = new_cluster(3, config=replace(CONFIG, message_bytes_max=1))
+    c.elect(1)
+    c.propose(1, b"a")
+    c.propose(1, b"b")
+    c.settle()
+    c.isolate(3)
+    for v in (b"c", b"d", b"e"):
+        c.propose(1, v)
+    c.settle()
+    assert c.nodes[1].commit_index == 6 and c.storages[3].last_index() == 3
+    term = c.nodes[1].term
+    c.crash(2)
+    st = c.storages[2]
+    hard = st.initial_state()
+    assert hard is not None
+    del st._entries[2:]  # entries 3..6 gone, all acknowledged; the commit index was not synced
+    st.set_hard_state(replace(hard, commit=2))
+    assert not c.start(2).repairing
+    c.propose(1, b"f")  # its append is rejected below the match index
+    for _ in range(20):
+        for n in c.alive():
+            c.process(n)
+        if st.last_index() >= 3:  # the first probe arrived, one entry long
+            break
+        c.deliver()
+    assert st.last_index() == 3
+    assert c.nodes[2].repairing and c.nodes[2].repair_mark == (term, 7)
+    persisted = st.initial_state()
+    assert persisted is not None and (persisted.repair_term, persisted.repair_index) == (term, 7)
+    c.crash(1)
+    c.queue = [m for m in c.queue if m.src != 1]  # lost with the leader
+    c.heal()
+    for _ in range(3):
+        c.nodes[3].campaign()
+        c.settle()
+    c.tick(40, nodes=[2, 3])
+    assert not any(c.nodes[n].role is Role.LEADER for n in (2, 3))
+    assert c.nodes[2].repairing
+    c.start(1)
+    assert c.tick_until_leader() == 1
+    assert c.propose(1, b"g") is ACCEPTED
+    c.settle()
+    assert not c.nodes[2].repairing
+    for n in (1, 2, 3):
+        assert c.data_applied(n) == [b"a", b"b", b"c", b"d", b"e", b"f", b"g"]
+
+
+def test_a_repair_mark_is_taken_only_where_entries_can_have_been_lost() -> None:
+    """A follower can lose entries only across a restart, so it ignores a mark from a leader
+    of a term it entered in this process (the mark answers a rejection another append
+    overtook), and one whose entry it holds; it takes one it cannot rule out, once."""
+    from broker.raft.messages import RepairMark
+
+    c = new_cluster(3)
+    c.elect(1)
+    c.propose(1, b"a")
+    c.settle()
+    term = c.nodes[1].term
+
+    def mark(index: int) -> None:
+        c.nodes[2].step(RepairMark(src=1, dst=2, term=term, index=index, log_term=term))
+        c.check()
+        c.process(2)
+
+    mark(9)
+    assert not c.nodes[2].repairing  # it entered the leader's term while running
+    c.crash(2)
+    c.start(2)
+    mark(2)
+    assert not c.nodes[2].repairing  # it holds entry 2 of the leader's term
+    mark(9)
+    persisted = c.storages[2].initial_state()
+    assert c.nodes[2].repair_mark == (term, 9)
+    assert persisted is not None and (persisted.repair_term, persisted.repair_index) == (term, 9)
+
+
 def restart_damaged(c: Cluster, n: int, keep: int) -> RaftNode:
     """Restart node n as storage recovery leaves it after damage: entries above `keep` cut,
     the hard state marked repairing up to the old last index (in its term), commit lowered."""

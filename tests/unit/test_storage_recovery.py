@@ -190,6 +190,92 @@ def test_a_flipped_byte_before_valid_entries_is_cut_and_repaired(tmp_path: Path,
     assert_repaired(tmp_path, entries, victim_index - 1)
 
 
+# ---- the repair mark never understates the lost suffix -----------------------------------------
+def lone_segment_log(path: Path, commit: int, n: int = 30) -> Path:
+    """marked_log in one segment (so the damage below is in the newest one); returns it."""
+    entries = Feed().run(1, n, 1, value_bytes=50)
+    with open_log(path, segment_bytes_max=1 << 20) as log:
+        log.append(entries)
+        log.set_hard_state(HardState(term=1, vote=2, commit=commit, conf=CONF))
+    (seg,) = segment_paths(path)
+    return seg
+
+
+def repair_index_after_open(path: Path) -> int:
+    with open_log(path, segment_bytes_max=1 << 20) as log:
+        hs = log.initial_state()
+        assert hs is not None and hs.repairing
+        return hs.repair_index
+
+
+def header_bound(kept: int, seg: Path, position: int) -> int:
+    """The bound recovery owes: every entry after the last one it can trust takes a header."""
+    return kept + (os.path.getsize(seg) - position) // ENTRY_HEADER_BYTES
+
+
+@pytest.mark.parametrize("bad", [2, 1], ids=["last-two", "last-one-after-a-flip"])
+def test_bad_final_entries_do_not_lower_the_repair_index(tmp_path: Path, bad: int) -> None:
+    """Damage in the last entries with nothing valid after it: skipping ahead finds no entry,
+    yet the mark must still cover index 30 (the log's old last)."""
+    seg = lone_segment_log(tmp_path, commit=20)
+    positions = entry_positions(seg)
+    for p in positions[-2:] if bad == 2 else positions[-2:-1]:
+        flip(seg, p + 30)
+    if bad == 1:  # the last entry is cut short too: no valid entry follows the damage
+        cut(seg, positions[-1] + 10)
+    victim = positions[-2]
+    bound = header_bound(28, seg, victim)
+    assert repair_index_after_open(tmp_path) == bound and bound >= 30
+
+
+def test_a_long_damaged_run_does_not_hide_the_valid_entries_after_it(tmp_path: Path) -> None:
+    """More damaged entries in a row than recovery looks past: the valid entries after them
+    are not found, and the byte bound still covers them."""
+    seg = lone_segment_log(tmp_path, commit=5)
+    positions = entry_positions(seg)
+    for p in positions[9:15]:  # entries 10..15
+        flip(seg, p + 30)
+    bound = header_bound(9, seg, positions[9])
+    assert repair_index_after_open(tmp_path) == bound and bound >= 30
+
+
+def test_a_valid_entry_after_the_damage_starts_the_byte_count(tmp_path: Path) -> None:
+    """An entry found valid past the damage bounds everything before it: only the bytes after
+    the last one found are counted."""
+    seg = lone_segment_log(tmp_path, commit=5)
+    positions = entry_positions(seg)
+    flip(seg, positions[9] + 30)  # entry 10; 11..30 are found by skipping ahead
+    assert repair_index_after_open(tmp_path) == 30
+
+
+def test_a_torn_tail_below_the_commit_index_bounds_the_mark_by_its_bytes(tmp_path: Path) -> None:
+    """The log ends below its commit index after a torn tail was cut (pages that never reached
+    the disk, read as zeros): acknowledged entries after the commit index were in those bytes
+    too, so the mark counts them rather than stopping at the commit index."""
+    seg = lone_segment_log(tmp_path, commit=27)
+    positions = entry_positions(seg)
+    size = os.path.getsize(seg)
+    with open(seg, "r+b") as f:
+        f.seek(positions[26])  # entry 27 on
+        f.write(bytes(size - positions[26]))
+    bound = header_bound(26, seg, positions[26])
+    with open_log(tmp_path, segment_bytes_max=1 << 20) as log:
+        hs = log.initial_state()
+        assert hs is not None and hs.repairing and hs.commit == 26
+        assert hs.repair_index == bound and bound >= 30
+        assert log.torn_bytes == size - positions[26] and log.last_index() == 26
+    assert os.path.getsize(seg) == positions[26]  # cut after the mark was written
+
+
+def test_a_file_cut_at_an_entry_boundary_below_the_commit_index_marks_the_commit(
+        tmp_path: Path) -> None:
+    """Nothing in the files bounds what a file cut short at an entry boundary lost: the mark
+    is the commit index (the leader's repair mark covers the rest)."""
+    seg = lone_segment_log(tmp_path, commit=27)
+    cut(seg, entry_positions(seg)[25])  # entries 26..30 gone
+    assert repair_index_after_open(tmp_path) == 27
+
+
 def find_by_reading(path: Path) -> None:
     """Open a log whose sealed segments are taken from their summaries, and read it all: the
     read meets the damage, raises LogDamageError and latches the log (nothing was cut yet)."""
