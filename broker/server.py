@@ -58,7 +58,7 @@ from broker.replica.codec import (
 )
 from broker.replica.manager import ReplicaManager
 from broker.replica.partition import Replica
-from broker.storage import LogConfig, LogError, PartitionLog
+from broker.storage import LogConfig, LogDamageError, LogError, PartitionLog
 from broker.transport import PeerBus, TransportConfig
 from broker.wire.errors import ErrorCode, KafkaError
 
@@ -75,6 +75,10 @@ LEADERS_WAIT_MAX_S = LEADERS_FULL_S + 0.5
 LEADER_BALANCE_INTERVAL_S = 2.0  # how often the controller leader rebalances leadership
 LEADER_MOVES_MAX = 64  # transfers started per round (each is one TimeoutNow)
 METADATA_LOG_DIR = "controller"
+# A partition replica taken offline by damage its log found on read is reopened (which scans
+# the damaged segment and repairs it) this long after, at most this often per process run.
+REPAIR_DELAY_S = 0.5
+REPAIRS_MAX = 3
 
 
 class StartupError(Exception):
@@ -112,6 +116,7 @@ class Broker:
         # restart, clears it).
         self._unfit_peers: set[int] = set()
         self._led_version = 0  # bumped when a local group gains or loses leadership
+        self._repairs: dict[int, int] = {}  # group -> reopens after damage (<= REPAIRS_MAX)
         # A peer is presumed dead after an election timeout without a broker heartbeat.
         self._peer_timeout_s = config.election_ticks * config.tick_ms / 1000
         self._last_peer_check_s = 0.0  # monotonic time of the last _check_peers
@@ -235,6 +240,8 @@ class Broker:
         would turn a transient full disk into a crash; Kafka shuts such a broker down, and
         this is the nearest a running process gets to that."""
         if replica is not self.controller.replica:
+            if isinstance(replica.failure, LogDamageError):
+                self._schedule_repair(replica.group_id)
             return
         reason = f"broker {self.node_id}'s metadata log is offline after a storage error"
         self.controller.go_offline(reason)
@@ -263,18 +270,51 @@ class Broker:
         return self.data_dir / "partitions" / f"{p.topic}-{p.partition}.g{p.group_id}"
 
     def _create_replica(self, p: PartitionInfo) -> None:
+        """Open the log and add the replica. Runs inside the metadata apply: never raises.
+        Making the replica reads the log (producer state): damage met there latched the log
+        and dropped the segment's summary, so one reopen scans that segment and repairs it by
+        the recovery rules. A second failure leaves the replica offline until a restart."""
         if p.group_id in self.manager.replicas:
             return
-        try:
-            plog, fresh = self._open_log(self._replica_dir(p), frozenset(p.replicas))
-        except (OSError, LogError) as e:  # runs inside the metadata apply: never raise there
-            log.error("replica of group %d (%s-%d) is offline: cannot open its log: %s",
-                      p.group_id, p.topic, p.partition, e)
+        for attempt in (1, 2):
+            try:
+                plog, fresh = self._open_log(self._replica_dir(p), frozenset(p.replicas))
+            except (OSError, LogError) as e:
+                log.error("replica of group %d (%s-%d) is offline: cannot open its log: %s",
+                          p.group_id, p.topic, p.partition, e)
+                return
+            try:
+                replica = self.manager.add(group_id=p.group_id, topic=p.topic,
+                                           partition=p.partition, log_=plog)
+            except (OSError, LogError) as e:
+                plog.close(sync=False)  # as a crash would: nothing of it was acknowledged
+                log.error("replica of group %d (%s-%d): reading its log failed (%s): %s",
+                          p.group_id, p.topic, p.partition,
+                          "reopening it" if attempt == 1 else "offline", e)
+                continue
+            if fresh and p.preferred_leader == self.node_id:
+                replica.node.campaign()
             return
-        replica = self.manager.add(group_id=p.group_id, topic=p.topic, partition=p.partition,
-                                   log_=plog)
-        if fresh and p.preferred_leader == self.node_id:
-            replica.node.campaign()
+
+    def _schedule_repair(self, group_id: int) -> None:
+        """A read met damage in the replica's log (now closed): reopen it, which repairs it
+        as a restart would (the Raft node is made anew from the reopened log and hard state;
+        what the log lost is fetched again from the leader)."""
+        done = self._repairs.get(group_id, 0)
+        if done >= REPAIRS_MAX:
+            log.error("replica of group %d stays offline: %d repairs already", group_id, done)
+            return
+        self._repairs[group_id] = done + 1
+        self._spawn(self._repair(group_id), f"repair-{group_id}")
+
+    async def _repair(self, group_id: int) -> None:
+        await asyncio.sleep(REPAIR_DELAY_S)
+        p = self.controller.state.group(group_id)
+        if self._stopping or p is None or self.node_id not in p.replicas:
+            return  # shutting down, or the partition is gone or moved meanwhile
+        log.info("reopening the replica of group %d (%s-%d) to repair its log",
+                 group_id, p.topic, p.partition)
+        self._create_replica(p)
 
     def _delete_replica(self, p: PartitionInfo) -> None:
         try:

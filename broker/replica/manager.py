@@ -6,6 +6,12 @@ leave at once; then sync every log written this cycle together (group commit: on
 log, the fsyncs run concurrently in a small thread pool while the event loop keeps serving);
 then send the messages that promised durability, apply committed entries, and advance.
 Messages that arrive while a sync is in flight are stepped at once and handled next cycle.
+
+Storage errors. Every call that may touch a replica's log (stepping a message, a tick, taking a
+Ready, writing it, syncing, applying, a read by a request handler) is guarded: a LogError or
+OSError takes that replica offline (`_fail_replica`) and leaves the others running. Offline
+listeners hear why (`Replica.failure`): a LogDamageError (a read met bytes failing their CRC)
+can be repaired by opening the log again, which the broker does.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from broker.raft.core import RaftConfig, RaftNode
 from broker.raft.messages import Entry, Heartbeat, HeartbeatResponse, Message, Ready, Role
 from broker.replica.codec import PeerMessageError, decode_message, encode_message
 from broker.replica.partition import Replica
-from broker.storage import LogError, LogReadOnlyError, PartitionLog
+from broker.storage import LogError, PartitionLog
 from broker.transport import PeerBus
 
 __all__ = ["ReplicaManager"]
@@ -104,6 +110,7 @@ class ReplicaManager:
         replica = Replica(group_id=group_id, topic=topic, partition=partition, node=node,
                           log=log_, on_committed=on_committed, on_role=self._role_changed)
         replica.on_work = lambda: self.mark(group_id)
+        replica.on_failure = lambda exc: self._fail_later(replica, exc)
         self.replicas[group_id] = replica
         self.mark(group_id)
         return replica
@@ -172,7 +179,11 @@ class ReplicaManager:
         if replica is None or msg.src != src or msg.dst != self.node_id:
             self.dropped_messages += 1
             return
-        replica.node.step(msg)
+        try:
+            replica.node.step(msg)
+        except (OSError, LogError) as e:  # e.g. entries read for an answer met damage
+            self._fail_replica(replica, e)
+            return
         self.mark(group, active=not isinstance(msg, (Heartbeat, HeartbeatResponse)))
 
     def on_peer_unreachable(self, node: int) -> None:
@@ -202,7 +213,11 @@ class ReplicaManager:
                 if replica is None:
                     self._ticking.discard(group_id)
                     continue
-                replica.node.tick()
+                try:
+                    replica.node.tick()
+                except (OSError, LogError) as e:
+                    self._fail_replica(replica, e)
+                    continue
                 self._dirty.add(group_id)
                 if self._quiet(replica):
                     replica.idle_ticks += 1
@@ -230,8 +245,13 @@ class ReplicaManager:
         dirty, self._dirty = self._dirty, set()
         for group_id in dirty:
             replica = self.replicas.get(group_id)
-            if replica is not None and replica.node.has_ready():
-                batch.append((replica, replica.node.ready()))
+            if replica is None:
+                continue
+            try:  # both read the entries to send
+                if replica.node.has_ready():
+                    batch.append((replica, replica.node.ready()))
+            except (OSError, LogError) as e:
+                self._fail_replica(replica, e)
         if not batch:
             return
         to_sync: list[PartitionLog] = []
@@ -240,8 +260,9 @@ class ReplicaManager:
         for replica, ready in batch:
             try:
                 replica.write(ready)
-            except (OSError, LogReadOnlyError) as e:  # a reset's file work failed: latched
+            except (OSError, LogError) as e:  # latched, or a read met damage (a cut's walk)
                 log.error("log %s failed: %s", replica.log.directory, e)
+                replica.note_failure(e)
                 unwritten.add(replica.log)
                 continue
             if ready.entries or ready.hard_state is not None:
@@ -251,16 +272,19 @@ class ReplicaManager:
                 to_sync.append(replica.log)
         failed = unwritten | await self._sync(to_sync)
         for replica, ready in batch:
-            if replica.group_id not in self.replicas:
-                continue  # removed while syncing
+            if self.replicas.get(replica.group_id) is not replica:
+                continue  # removed (or failed, maybe reopened) while syncing
             if replica.log in failed:
                 self._fail_replica(replica)
                 continue
             self._send(replica.group_id, ready.messages_after_persist)
-            replica.finish(ready)
-            replica.node.advance(ready)
-            if replica.node.has_ready():
-                self.mark(replica.group_id)
+            try:
+                replica.finish(ready)  # may read the log (the offset a new leader starts at)
+                replica.node.advance(ready)
+                if replica.node.has_ready():  # (may read entries to send)
+                    self.mark(replica.group_id)
+            except (OSError, LogError) as e:
+                self._fail_replica(replica, e)
 
     async def _sync(self, logs: list[PartitionLog]) -> set[PartitionLog]:
         """flush() each log on the loop thread, then fsync them all concurrently off it.
@@ -286,17 +310,29 @@ class ReplicaManager:
                 failed.add(lg)
         return failed
 
-    def _fail_replica(self, replica: Replica) -> None:
+    def _fail_replica(self, replica: Replica, exc: Exception | None = None) -> None:
         """A storage failure: the replica stops taking part (it must not acknowledge what it
-        could not make durable). Kafka marks such a log dir offline the same way."""
-        log.error("replica of group %d (%s) is offline after a storage error",
-                  replica.group_id, replica.name)
-        self.replicas.pop(replica.group_id, None)
+        could not make durable, nor serve or ship what it cannot read). Kafka marks such a log
+        dir offline the same way. A replica failed already (or replaced since) is left alone."""
+        if exc is not None:
+            replica.note_failure(exc)
+        if self.replicas.get(replica.group_id) is not replica:
+            return
+        log.error("replica of group %d (%s) is offline after a storage error: %s",
+                  replica.group_id, replica.name, replica.failure)
+        del self.replicas[replica.group_id]
         self._dirty.discard(replica.group_id)
+        self._ticking.discard(replica.group_id)
         replica.close_failed()
         self._role_changed(replica)  # it leads nothing any more
         for listener in self.offline_listeners:
             listener(replica)
+
+    def _fail_later(self, replica: Replica, exc: Exception) -> None:
+        """A request handler's read failed: take the replica offline from the loop, not from
+        inside the handler (listeners unload what the replica served, maybe the caller)."""
+        replica.note_failure(exc)
+        asyncio.get_running_loop().call_soon(self._fail_replica, replica)
 
     def stats(self) -> dict[str, int]:
         roles = {"leaders": 0, "followers": 0, "others": 0}
@@ -325,7 +361,7 @@ class ReplicaManager:
                     replica.log.maybe_sync(now_ms)
                 except (OSError, LogError) as e:
                     log.error("periodic sync of %s failed: %s", replica.name, e)
-                    self._fail_replica(replica)
+                    self._fail_replica(replica, e)
 
     def _send(self, group_id: int, messages: Iterable[Message]) -> None:
         for m in messages:

@@ -4,6 +4,16 @@ needs of it (offset assignment, the high watermark, idempotent-producer state, w
 The replica never runs I/O by itself: the `ReplicaManager` calls `write()` (persist a Ready),
 syncs the log, then calls `finish()` (apply committed entries and resolve waiters). Produce and
 fetch handlers call `append()` and `read()`.
+
+Storage errors. A LogError from a read the replica makes for a handler (`read`, or a handler's
+own read reported through `storage_error`) is answered with its Kafka error code, never with
+bytes; when it latched the log (damage met), `on_failure` tells the manager, which takes the
+replica offline. Creating a replica reads the log too (the producer state), so the
+constructor may raise LogError.
+
+Producer state is rebuilt on creation from the newest usable producer snapshot (see
+`broker.replica.snapshots`) and the committed batch headers after it; a snapshot is taken every
+SNAPSHOT_INTERVAL_BATCHES applied batches, so the replay is bounded whatever the log's length.
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ from dataclasses import dataclass
 from broker.raft.core import RaftNode
 from broker.raft.messages import Entry, EntryKind, ProposeResult, Ready, Role
 from broker.replica.producers import BatchSequence, ProducerTable
-from broker.storage import PartitionLog
+from broker.replica.snapshots import ProducerSnapshots
+from broker.storage import LogDamageError, LogError, PartitionLog
 from broker.wire.errors import ErrorCode, KafkaError
 from broker.wire.records import BatchHeader, read_batch_header, stamp_batch
 
@@ -26,6 +37,10 @@ __all__ = ["Replica", "AppendResult"]
 
 
 def _nothing() -> None:
+    return None
+
+
+def _ignore(exc: Exception) -> None:
     return None
 
 
@@ -37,6 +52,9 @@ def _sequence(h: BatchHeader, base_offset: int, index: int = 0) -> BatchSequence
 log = logging.getLogger(__name__)
 
 WAITERS_MAX = 10_000  # outstanding produce acknowledgements per partition; beyond: refused
+# A producer snapshot per this many applied DATA batches: creating the replica replays at most
+# about this many batch headers (~5 us each) on top of loading the snapshot.
+SNAPSHOT_INTERVAL_BATCHES = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +80,8 @@ class Replica:
         "group_id", "topic", "partition", "node", "log", "high_watermark", "leader_ready",
         "producers", "_next_offset", "_commit_waiters", "_append_waiters", "_hw_event",
         "_stable_index", "_on_committed", "_on_role", "on_work", "idle_ticks", "_applied_term",
-        "_leader_term",
+        "_leader_term", "on_failure", "failure", "_snapshots", "_applied_offset",
+        "_batches_since_snapshot",
     )
 
     log: PartitionLog
@@ -97,6 +116,13 @@ class Replica:
         self._on_role = on_role
         self.on_work: Callable[[], None] = _nothing  # the manager: "this group has a Ready"
         self.idle_ticks = 0  # consecutive ticks this group could have been quiet
+        # The manager: "a handler's read latched the log; take this replica offline".
+        self.on_failure: Callable[[Exception], None] = _ignore
+        self.failure: Exception | None = None  # the storage error that took it offline
+        self._snapshots = ProducerSnapshots(log.directory)
+        # Offset after the last batch whose producer state is in `producers.committed`.
+        self._applied_offset = self.high_watermark
+        self._batches_since_snapshot = 0
         self._rebuild_producers()
 
     # ---- produce ------------------------------------------------------------------------
@@ -176,7 +202,23 @@ class Replica:
                              f"[{self.log.log_start_offset}, {end}]")
         if offset >= self.high_watermark:
             return []
-        return self.log.read(offset, self.high_watermark, bytes_max)
+        try:
+            return self.log.read(offset, self.high_watermark, bytes_max)
+        except LogError as e:
+            raise self.storage_error(e) from e
+
+    def storage_error(self, exc: LogError) -> KafkaError:
+        """A read of this replica's log failed: the error to answer with. If it latched the log
+        (a read met damage), the manager is told and takes the replica offline."""
+        if self.log.read_only:
+            self.note_failure(exc)
+            self.on_failure(exc)
+        return KafkaError(exc.error_code, f"{self.name}: {exc}")
+
+    def note_failure(self, exc: Exception) -> None:
+        """Remember why the replica fails; damage wins (its cure is a reopen)."""
+        if self.failure is None or isinstance(exc, LogDamageError):
+            self.failure = exc
 
     async def wait_for_data(self, offset: int, timeout_s: float) -> None:
         """Return once the high watermark passes `offset`, or after `timeout_s`."""
@@ -194,8 +236,14 @@ class Replica:
         """Persist a Ready's log and hard state (buffered; the manager syncs)."""
         if ready.log_reset is not None:
             self.log.reset(*ready.log_reset)
+            self._snapshots.drop_above(self.log.next_offset)
         if ready.entries:
+            first = ready.entries[0].index
+            cut = first <= self.log.last_index()
             self.log.append(ready.entries)
+            if cut and self._snapshots.newest >= 0:
+                # (never below a snapshot's offset, which is committed, unless a bug cuts there)
+                self._snapshots.drop_above(self.log.offset_end_at(first - 1))
         if ready.hard_state is not None:
             self.log.set_hard_state(ready.hard_state)
 
@@ -208,6 +256,8 @@ class Replica:
             self._apply(entry)
         if ready.committed:
             self._resolve_committed()
+            if self._batches_since_snapshot >= SNAPSHOT_INTERVAL_BATCHES:
+                self.snapshot_producers()
         ready_now = self._is_leader_ready()
         if ready.soft_state is not None or self.leader_ready != ready_now or (
                 ready_now and self._leader_term != self.node.term):
@@ -229,6 +279,8 @@ class Replica:
         if entry.kind is EntryKind.DATA:
             h = read_batch_header(entry.data)
             self._set_high_watermark(h.last_offset + 1)
+            self._applied_offset = max(self._applied_offset, h.last_offset + 1)
+            self._batches_since_snapshot += 1
             if h.producer_id >= 0 and h.base_sequence >= 0:
                 self.producers.commit(h.producer_id, _sequence(h, h.base_offset))
         if self._on_committed is not None:
@@ -286,10 +338,30 @@ class Replica:
                     w.future.set_exception(KafkaError(code, f"{self.name}: leadership moved"))
 
     def _rebuild_producers(self) -> None:
-        """Idempotence state from the committed log (batches carry producer id/epoch/seq)."""
-        for h in self.log.batch_headers(self.log.log_start_offset, self.high_watermark):
+        """Idempotence state from the committed log (batches carry producer id/epoch/seq):
+        the newest snapshot at or below the high watermark, then the batches after it; with
+        none, every batch from the log start. Snapshots beyond the log's end (cut by a
+        repair) are deleted."""
+        hw = self.high_watermark
+        self._snapshots.drop_above(self.log.next_offset)
+        snapshot = self._snapshots.load(self.producers, hw)
+        start = self.log.log_start_offset if snapshot is None else snapshot
+        replayed = 0
+        for h in self.log.batch_headers(start, hw):
+            replayed += 1
             if h.producer_id >= 0 and h.base_sequence >= 0:
                 self.producers.commit(h.producer_id, _sequence(h, h.base_offset))
+        log.debug("%s: producer state from offset %d (%s), %d batches replayed", self.name,
+                  start, "log start" if snapshot is None else "snapshot", replayed)
+        self._batches_since_snapshot = replayed
+        if replayed >= SNAPSHOT_INTERVAL_BATCHES:  # spare the next creation this replay
+            self.snapshot_producers()
+
+    def snapshot_producers(self) -> bool:
+        """Store the committed producer state at the offset it covers (see
+        `broker.replica.snapshots`). Returns whether it was written."""
+        self._batches_since_snapshot = 0
+        return self._snapshots.write(self._applied_offset, self.producers)
 
     def close(self, code: ErrorCode = ErrorCode.NOT_LEADER_OR_FOLLOWER) -> None:
         self._fail_waiters(code)

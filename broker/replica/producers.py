@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from broker.wire.errors import ErrorCode
 
-__all__ = ["BatchSequence", "ProducerTable", "SequenceCheck", "BATCHES_KEPT"]
+__all__ = ["BatchSequence", "ProducerTable", "ProducerState", "SequenceCheck", "BATCHES_KEPT",
+           "PRODUCERS_MAX"]
 
 BATCHES_KEPT = 5  # Kafka's max.in.flight.requests.per.connection bound for idempotence
 PRODUCERS_MAX = 100_000  # beyond this, the least recently written producer is forgotten
@@ -30,6 +31,15 @@ class BatchSequence:
     last_seq: int
     base_offset: int
     index: int = 0  # Raft index of its entry when this leader appended it (0: committed/unknown)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProducerState:
+    """One producer's committed window, as a snapshot stores it."""
+
+    producer_id: int
+    epoch: int
+    batches: tuple[BatchSequence, ...]  # oldest first, at most BATCHES_KEPT, index 0
 
 
 @dataclass(slots=True)
@@ -112,6 +122,21 @@ class ProducerTable:
 
     def __len__(self) -> int:
         return len(self._committed)
+
+    def committed_states(self) -> list[ProducerState]:
+        """The committed layer, least recently written first (the order restore() keeps)."""
+        return [ProducerState(producer_id=pid, epoch=p.epoch, batches=tuple(p.batches))
+                for pid, p in self._committed.items()]
+
+    def restore(self, states: list[ProducerState]) -> None:
+        """Replace the committed layer by `states` (from committed_states(), maybe of another
+        table); the pending layer is left as it is."""
+        assert len(states) <= PRODUCERS_MAX, len(states)
+        committed: dict[int, _Producer] = {}
+        for st in states:
+            state = committed[st.producer_id] = _Producer(epoch=st.epoch)
+            state.batches.extend(st.batches)
+        self._committed = committed
 
 
 def _record(table: dict[int, _Producer], producer_id: int, batch: BatchSequence) -> None:

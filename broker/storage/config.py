@@ -51,9 +51,10 @@ class LogConfig:
     entry_bytes_max: int = 64 * _MIB  # payload bound: larger appends are refused
     # Open takes sealed segments from their summaries instead of scanning them (see
     # broker.storage.summary); damage inside them then surfaces as LogDamageError from any
-    # read, which the caller must answer by taking the replica offline. Off: every segment is
-    # scanned on open (summaries are still written and kept, so turning it on costs nothing).
-    trust_segment_summaries: bool = False
+    # read, which the caller must answer by taking the replica offline (broker.replica does,
+    # and reopens the log to repair it). Off: every segment is scanned on open (summaries are
+    # still written and kept, so turning it on costs nothing).
+    trust_segment_summaries: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.fsync_policy, str):
