@@ -22,7 +22,7 @@ returns, the user takes records, the assignment changes, or a backoff ends.
   so (a paused broker just resumed); Raft never loses committed entries, so this is treated
   like NOT_LEADER_OR_FOLLOWER for up to `request_timeout_ms`, and only then as a log that
   really shrank (a topic deleted and made again).
-- Batches are decoded here (lz4 included) with `broker.wire.records.decode_batches`; control
+- Batches are decoded here (every codec) with `broker.wire.records.decode_batches`; control
   batches and records before the fetch offset (a batch starts before it) are skipped.
 """
 

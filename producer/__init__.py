@@ -3,9 +3,10 @@
     from producer import Producer, AsyncProducer, RecordMetadata
 
 `Producer` (blocking, any thread) and `AsyncProducer` (asyncio) take the same options
-(ProducerConfig, API.md). Records are batched per partition, lz4-compressed per batch, sent
-with up to five batches in flight per partition and, by default, idempotently: retries after
-leader changes neither duplicate nor reorder records of a partition.
+(ProducerConfig, API.md). Records are batched per partition and compressed per batch
+(compression_type: lz4 by default; none, gzip, snappy and zstd in the forms Kafka's clients
+write), sent with up to five batches in flight per partition and, by default, idempotently:
+retries after leader changes neither duplicate nor reorder records of a partition.
 """
 
 from producer.async_producer import AsyncProducer

@@ -81,7 +81,7 @@ class Accumulator:
         self._budget = budget
         # Records join a batch while it stays within batch_size and, encoded, one request.
         self._batch_bytes_limit = max(1, min(batch_size, max_request_size - (
-            batch_bytes_max_for(max_request_size) - max_request_size)))
+            batch_bytes_max_for(max_request_size, compression) - max_request_size)))
         self._linger_s = linger_ms / 1000
         self._delivery_s = delivery_timeout_ms / 1000
         self._backoff_s = retry_backoff_ms / 1000

@@ -14,6 +14,7 @@ import asyncio
 import enum
 from collections.abc import Sequence
 
+from broker.wire.compression import compressed_bytes_max
 from broker.wire.records import BATCH_HEADER_BYTES, Compression, Record, encode_batch
 from producer.futures import BatchResult, RecordMetadata
 
@@ -25,9 +26,6 @@ __all__ = [
     "batch_bytes_max_for",
 ]
 
-_LZ4_FRAME_BYTES = 11  # magic, descriptor and end mark of an LZ4 frame
-_LZ4_BLOCK = 65536
-_LZ4_BLOCK_HEADER_BYTES = 4
 # Varint fields of a record whose value depends on where it sits in its batch: timestamp
 # and offset deltas. 3 bytes each covers deltas below 2**20 (zigzag), beyond any batch here.
 _DELTA_BYTES = 6
@@ -61,12 +59,10 @@ def record_bytes_estimate(key_bytes: int, value_bytes: int, header_bytes: int) -
     return _varint_bytes(body) + body
 
 
-def batch_bytes_max_for(records_bytes: int) -> int:
-    """Largest encoded size of a batch holding `records_bytes` of records, compressed with
-    lz4 (incompressible data is stored, plus frame and block headers) or not."""
-    blocks = max(1, -(-records_bytes // _LZ4_BLOCK))
-    return BATCH_HEADER_BYTES + records_bytes + _LZ4_FRAME_BYTES + \
-        blocks * _LZ4_BLOCK_HEADER_BYTES
+def batch_bytes_max_for(records_bytes: int, compression: Compression) -> int:
+    """Largest encoded size of a batch holding `records_bytes` of records under `compression`
+    (incompressible data grows by the codec's framing, a few bytes per block)."""
+    return BATCH_HEADER_BYTES + compressed_bytes_max(compression, records_bytes)
 
 
 class BatchState(enum.Enum):

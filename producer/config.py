@@ -29,7 +29,7 @@ Serializer: TypeAlias = Callable[[Any], "bytes | None"]
 
 ACKS_ALL = -1
 _DAY_MS = 24 * 3600 * 1000
-_COMPRESSIONS = (Compression.NONE, Compression.LZ4)
+_COMPRESSIONS = tuple(Compression)  # none, gzip, snappy, lz4, zstd
 _BATCH_SIZE_MAX = 64 << 20  # one batch; far above any broker's limit
 _BUFFER_MEMORY_MAX = 1 << 40
 _MAX_REQUEST_SIZE_MIN = 1024  # room for a batch header and a small record
@@ -59,7 +59,7 @@ class ProducerConfig:
     acks: int = ACKS_ALL  # 0 no answer, 1 leader appended, -1 committed by a Raft quorum
     linger_ms: int = 5  # a batch waits this long for more records before it is sent
     batch_size: int = 65536  # bytes of records per batch (estimated, before compression)
-    compression_type: str = "lz4"  # "lz4" or "none", per batch
+    compression_type: str = "lz4"  # per batch: "none", "gzip", "snappy", "lz4" or "zstd"
     enable_idempotence: bool = True  # effective only with acks="all" (see `idempotent`)
     request_timeout_ms: int = 30000  # one Produce request, sent to answered
     delivery_timeout_ms: int = 120000  # send() to acknowledgement or failure, retries included

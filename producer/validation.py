@@ -99,7 +99,7 @@ def _timestamp(timestamp_ms: object) -> int:
 
 
 def _check_size(config: ProducerConfig, size: int) -> None:
-    batch_bytes = batch_bytes_max_for(size)
+    batch_bytes = batch_bytes_max_for(size, config.compression)
     if batch_bytes > config.max_request_size:
         raise RecordTooLargeError(
             f"the record is {batch_bytes} bytes when serialized in its own batch, more than "

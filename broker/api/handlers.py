@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from broker.api.connection import CloseConnection
 from broker.controller.metadata import TOPIC_CONFIGS, TopicInfo
 from broker.replica.partition import AppendResult, Replica
+from broker.storage import LogError
 from broker.wire.errors import ErrorCode, KafkaError
 from broker.wire.kafka import (
     SUPPORTED_VERSIONS,
@@ -342,7 +343,16 @@ class KafkaApi:
         elif p.timestamp == LATEST_TIMESTAMP:
             offset, ts = replica.high_watermark, -1
         else:
-            offset, ts = _offset_for_time(replica, p.timestamp)
+            try:
+                offset, ts = _offset_for_time(replica, p.timestamp)
+            except LogError as e:  # never an answer from bytes that failed their check
+                return {**out, "error_code": replica.storage_error(e).code}
+            except CorruptBatchError as e:
+                # Batches are stored as produced, undecoded; one we cannot read (bad records,
+                # bad compressed data, unknown codec id) answers as Kafka's broker answers
+                # records it cannot read, and the connection stays open.
+                log.warning("ListOffsets %s-%d: %s", topic, p.partition_index, e)
+                return {**out, "error_code": ErrorCode.CORRUPT_MESSAGE}
         out.update(offset=offset, timestamp=ts)
         if version == 0:
             out["old_style_offsets"] = [offset] if offset >= 0 else []
@@ -502,7 +512,8 @@ def _leader_epoch_error(requested: int, term: int) -> ErrorCode | None:
 
 
 def _offset_for_time(replica: Replica, timestamp_ms: int) -> tuple[int, int]:
-    """The first offset whose record timestamp is >= timestamp_ms (-1, -1 when none)."""
+    """The first offset whose record timestamp is >= timestamp_ms (-1, -1 when none).
+    Decodes the batch it lands in: CorruptBatchError when that batch cannot be read."""
     base = replica.log.offset_for_timestamp(timestamp_ms, replica.high_watermark)
     if base is None:
         return -1, -1

@@ -20,9 +20,8 @@ Every integer is big-endian two's complement except the varints, which are zigza
     baseSequence: int32            @53  sequence of the first record, -1 likewise
     recordsCount: int32            @57
     records                        @61  recordsCount records back to back; when compressed, the
-                                        records section is one compressed blob (for lz4 one LZ4
-                                        frame: independent 64 KiB blocks, no checksums, no content
-                                        size, as Kafka's Java client writes it)
+                                        records section is one compressed blob in the form
+                                        Kafka's clients write (see broker/wire/compression.py)
 
 A record:
 
@@ -46,21 +45,29 @@ offsets and its epoch into a received batch without recomputing it (`stamp_batch
 log-append time, every record's timestamp is the batch's maxTimestamp.
 
 Decoding treats the input as hostile: every length is checked against the bytes that hold it,
-each batch against `batch_bytes_max`, lz4 output against `decompressed_bytes_max`; any violation
-raises CorruptBatchError (or UnsupportedCompressionError) saying what is wrong and at which byte.
+each batch against `batch_bytes_max`, every codec's output against `decompressed_bytes_max`; any
+violation raises CorruptBatchError (or UnsupportedCompressionError) saying what is wrong and at
+which byte.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass
+from enum import IntEnum
 from typing import Final, TypeAlias
 
 import crc32c as _crc32c
-import lz4.frame as _lz4
 
+from broker.wire.compression import (
+    CODEC_IDS,
+    CODECS_BY_ID,
+    CodecError,
+    Compression,
+    compress,
+    decompress,
+)
 from broker.wire.limits import BATCH_BYTES_MAX
 from broker.wire.varint import (
     INT64_MAX,
@@ -95,8 +102,9 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 Headers: TypeAlias = Sequence[tuple[str, bytes | None]]
 
 BATCH_HEADER_BYTES = 61
-# Bound on one batch's decompressed records section: lz4 expands up to ~255x, so a 1 MiB batch
-# could claim ~255 MiB. Real batches stay far below this; a larger one is treated as a bomb.
+# Bound on one batch's decompressed records section: lz4 expands up to ~255x, gzip ~1000x and
+# zstd far more, so a 1 MiB batch could claim gigabytes. Real batches stay far below this; a
+# larger one is treated as a bomb.
 DECOMPRESSED_BYTES_MAX = 64 << 20
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -128,7 +136,8 @@ class CorruptBatchError(ValueError):
 
 
 class UnsupportedCompressionError(CorruptBatchError):
-    """A batch uses a compression codec this codec does not implement (gzip, snappy, zstd, ...).
+    """A batch names a compression codec id Kafka does not define (5-7), or an encoder was asked
+    for a codec name it does not know.
 
     A subclass of CorruptBatchError so that one `except CorruptBatchError` covers every batch we
     cannot read; the broker maps it to UNSUPPORTED_COMPRESSION_TYPE rather than CORRUPT_MESSAGE.
@@ -139,31 +148,7 @@ class UnsupportedCompressionError(CorruptBatchError):
         self.codec = codec
 
 
-class Compression(enum.StrEnum):
-    """Kafka's codecs; the value is the name clients use (compression_type="lz4")."""
-
-    NONE = "none"
-    GZIP = "gzip"
-    SNAPPY = "snappy"
-    LZ4 = "lz4"
-    ZSTD = "zstd"
-
-    @property
-    def codec_id(self) -> int:
-        return _CODEC_IDS[self]
-
-
-_CODEC_IDS: Final = {
-    Compression.NONE: 0,
-    Compression.GZIP: 1,
-    Compression.SNAPPY: 2,
-    Compression.LZ4: 3,
-    Compression.ZSTD: 4,
-}
-_CODECS_BY_ID: Final = {v: k for k, v in _CODEC_IDS.items()}
-
-
-class TimestampType(enum.IntEnum):
+class TimestampType(IntEnum):
     CREATE_TIME = 0
     LOG_APPEND_TIME = 1
 
@@ -194,7 +179,7 @@ class _AttributeFlags:
 
 def _codec_of(attributes: int) -> Compression:
     codec_id = attributes & _CODEC_MASK
-    codec = _CODECS_BY_ID.get(codec_id)
+    codec = CODECS_BY_ID.get(codec_id)
     if codec is None:
         raise UnsupportedCompressionError(f"unknown compression codec id {codec_id}", str(codec_id))
     return codec
@@ -423,10 +408,8 @@ def encode_batch(
     base_ts, max_ts = (timestamps[0], max(timestamps)) if timestamps else (-1, -1)
     if timestamps:
         _check_timestamp_span(base_ts, min(timestamps), max_ts)
-    body = _encode_records(records, base_ts)
-    if codec is Compression.LZ4:
-        body = _lz4_compress(body)
-    attributes = _CODEC_IDS[codec]
+    body = compress(codec, _encode_records(records, base_ts))
+    attributes = CODEC_IDS[codec]
     attributes |= _TRANSACTIONAL_BIT if is_transactional else 0
     attributes |= _CONTROL_BIT if is_control else 0
     if log_append_time_ms is not None:
@@ -451,10 +434,6 @@ def _encode_codec(compression: Compression | str) -> Compression:
         raise UnsupportedCompressionError(
             f"unknown compression {compression!r}", str(compression)
         ) from None
-    if codec not in (Compression.NONE, Compression.LZ4):
-        raise UnsupportedCompressionError(
-            f"compression {codec} is not supported (none, lz4)", codec
-        )
     return codec
 
 
@@ -524,20 +503,6 @@ def _as_bytes(data: object, what: str) -> bytes:
     raise TypeError(f"record {what} must be bytes or None, got {type(data).__name__}")
 
 
-def _lz4_compress(body: bytes) -> bytes:
-    """One LZ4 frame as Kafka's Java client writes it (Lz4BlockOutputStream): independent
-    64 KiB blocks, no block or content checksum, no content size. Kafka's reader rejects
-    linked blocks, and librdkafka and kafka-python read this form too."""
-    return _lz4.compress(
-        body,
-        block_size=_lz4.BLOCKSIZE_MAX64KB,
-        block_linked=False,
-        content_checksum=False,
-        block_checksum=False,
-        store_size=False,
-    )
-
-
 # -------------------------------------------------------------------------------------- decoding
 
 
@@ -563,16 +528,14 @@ def _decode_batch(
 ) -> RecordBatch:
     section = memoryview(buf)[pos + BATCH_HEADER_BYTES : pos + h.size]
     codec = _codec_of(h.attributes)
+    try:
+        data = decompress(codec, section, decompressed_bytes_max)
+    except CodecError as e:
+        raise CorruptBatchError(f"{e} in the batch at byte {pos}") from None
     if codec is Compression.NONE:
-        data = bytes(section)
         where = f"records section of the batch at byte {pos}"
-    elif codec is Compression.LZ4:
-        data = _lz4_decompress(section, decompressed_bytes_max, pos)
-        where = f"decompressed records of the batch at byte {pos}"
     else:
-        raise UnsupportedCompressionError(
-            f"batch at byte {pos} uses {codec} compression, which is not supported", codec
-        )
+        where = f"decompressed records of the batch at byte {pos}"
     count = h.record_count
     if count < 0 or count * _RECORD_BYTES_MIN > len(data):
         raise CorruptBatchError(f"record count {count} does not fit the {len(data)}-byte {where}")
@@ -585,26 +548,6 @@ def _decode_batch(
         producer_id=h.producer_id, producer_epoch=h.producer_epoch,
         base_sequence=h.base_sequence, size=h.size, records=records,
     )
-
-
-def _lz4_decompress(section: memoryview, limit: int, pos: int) -> bytes:
-    """Decompress one LZ4 frame, never producing more than `limit` bytes."""
-    decompressor = _lz4.LZ4FrameDecompressor()
-    try:
-        data = decompressor.decompress(section, max_length=limit + 1)
-    except Exception as e:  # lz4 reports every malformed frame as a bare RuntimeError
-        raise CorruptBatchError(f"bad lz4 data in the batch at byte {pos}: {e}") from None
-    if len(data) > limit:
-        raise CorruptBatchError(
-            f"lz4 records of the batch at byte {pos} exceed decompressed_bytes_max {limit}"
-        )
-    if not decompressor.eof:
-        raise CorruptBatchError(f"truncated lz4 frame in the batch at byte {pos}")
-    if decompressor.unused_data:
-        raise CorruptBatchError(
-            f"{len(decompressor.unused_data)} bytes after the lz4 frame in the batch at byte {pos}"
-        )
-    return data
 
 
 # Decoded records are built by writing their slots directly: the frozen dataclass __init__

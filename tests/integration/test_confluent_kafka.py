@@ -354,10 +354,6 @@ def test_offsets_for_times_uncompressed_and_lz4(
     _offsets_for_times_case(cluster, written, ("none", "lz4"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ListOffsets by timestamp decodes the batch it lands in, and the broker's record codec "
-    "reads only none/lz4: for a gzip, snappy or zstd batch the handler raises "
-    "UnsupportedCompressionError and the broker closes the connection instead of answering"))
 def test_offsets_for_times_gzip_snappy_zstd(
         cluster: LocalCluster, written: tuple[list[Delivered], list[str]]) -> None:
     _offsets_for_times_case(cluster, written, ("gzip", "snappy", "zstd"))

@@ -488,7 +488,7 @@ def test_options_are_checked() -> None:
     with pytest.raises(ClientConfigError, match="acks"):
         AsyncProducer(acks=2)  # type: ignore[arg-type]
     with pytest.raises(ClientConfigError, match="compression_type"):
-        AsyncProducer(compression_type="gzip")
+        AsyncProducer(compression_type="brotli")
     with pytest.raises(ClientConfigError, match="delivery_timeout_ms"):
         AsyncProducer(delivery_timeout_ms=1000, request_timeout_ms=2000)
     with pytest.raises(ClientConfigError, match="linger_ms"):

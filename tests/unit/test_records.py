@@ -431,7 +431,7 @@ def test_negative_header_count() -> None:
         list(decode_batches(_rebuild(GOOD, records=records, count=1)))
 
 
-@pytest.mark.parametrize("codec_id,name", [(1, "gzip"), (2, "snappy"), (4, "zstd"), (6, "6")])
+@pytest.mark.parametrize("codec_id,name", [(5, "5"), (6, "6"), (7, "7")])
 def test_unsupported_codecs_are_named(codec_id: int, name: str) -> None:
     buf = _rebuild(GOOD, attributes=codec_id)
     assert verify_batch(buf).attributes == codec_id  # the broker may still store it
@@ -441,14 +441,14 @@ def test_unsupported_codecs_are_named(codec_id: int, name: str) -> None:
     assert isinstance(info.value, CorruptBatchError)
 
 
-@pytest.mark.parametrize("compression", ["gzip", "zstd", "brotli"])
+@pytest.mark.parametrize("compression", ["brotli", "lz4hc", ""])
 def test_encoding_with_an_unsupported_codec_raises(compression: str) -> None:
     with pytest.raises(UnsupportedCompressionError):
         encode_batch([Record(b"k", b"v", [], T)], compression=compression)
 
 
 def test_bad_lz4_data() -> None:
-    with pytest.raises(CorruptBatchError, match="bad lz4 data in the batch at byte 0"):
+    with pytest.raises(CorruptBatchError, match=r"bad lz4 data .* in the batch at byte 0"):
         list(decode_batches(_rebuild(GOOD, records=b"not an lz4 frame", attributes=3)))
 
 
@@ -531,11 +531,11 @@ def test_large_records_use_long_varints() -> None:
 # ---------------------------------------------------------------------------------- purity
 
 ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "enum", "struct", "typing",
-                   "lz4", "crc32c", "broker"}
+                   "zlib", "lz4", "cramjam", "crc32c", "broker"}
 
 
-@pytest.mark.parametrize("name", ["records.py", "varint.py"])
-def test_codec_imports_only_stdlib_data_modules_lz4_and_crc32c(name: str) -> None:
+@pytest.mark.parametrize("name", ["records.py", "varint.py", "compression.py"])
+def test_codec_imports_only_stdlib_data_modules_and_codec_libraries(name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "broker" / "wire" / name
     tree = ast.parse(path.read_text(encoding="utf-8"))
     imported = set()
@@ -545,5 +545,6 @@ def test_codec_imports_only_stdlib_data_modules_lz4_and_crc32c(name: str) -> Non
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
             if node.module.startswith("broker"):
-                assert node.module in {"broker.wire.limits", "broker.wire.varint"}
+                assert node.module in {"broker.wire.limits", "broker.wire.varint",
+                                       "broker.wire.compression"}
     assert imported <= ALLOWED_IMPORTS, imported - ALLOWED_IMPORTS

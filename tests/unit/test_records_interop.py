@@ -1,6 +1,7 @@
 """Interoperability with kafka-python's own RecordBatch v2 implementation
-(kafka/record/default_records.py): batches it writes decode with ours field for field, batches we
-write decode with it, with and without lz4; and LZ4 frames in every form a client may write."""
+(kafka/record/default_records.py) and codecs (kafka/codec.py): batches it writes decode with ours
+field for field, batches we write decode with it, under every codec; and LZ4 frames in every
+form a client may write. kafka-python's snappy needs python-snappy; its zstd, zstandard."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import lz4.frame
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kafka.codec import has_snappy, has_zstd
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
@@ -22,7 +24,14 @@ from broker.wire.records import (
 from tests.unit.test_records import golden_batch
 
 T = 1_700_000_000_000
-KP_NONE, KP_LZ4 = 0, 3
+KP_NONE, KP_GZIP, KP_SNAPPY, KP_LZ4, KP_ZSTD = 0, 1, 2, 3, 4
+_CODECS = [(KP_NONE, "none"), (KP_GZIP, "gzip"), (KP_SNAPPY, "snappy"), (KP_LZ4, "lz4"),
+           (KP_ZSTD, "zstd")]
+_MISSING = {KP_SNAPPY: None if has_snappy() else "kafka-python's snappy needs python-snappy",
+            KP_ZSTD: None if has_zstd() else "kafka-python's zstd needs zstandard"}
+EVERY_CODEC = [pytest.param(c, name, id=name, marks=pytest.mark.skipif(
+    _MISSING.get(c) is not None, reason=str(_MISSING.get(c)))) for c, name in _CODECS]
+AVAILABLE = [(c, name) for c, name in _CODECS if _MISSING.get(c) is None]
 
 RECORDS = [
     Record(b"key-0", b"hello world " * 20, [("trace", b"abc"), ("empty", b""), ("null", None)], T),
@@ -45,7 +54,7 @@ def _kafka_python_batch(records: list[Record], codec: int, *, transactional: boo
     return bytes(builder.build())
 
 
-@pytest.mark.parametrize("codec,compression", [(KP_NONE, "none"), (KP_LZ4, "lz4")])
+@pytest.mark.parametrize("codec,compression", EVERY_CODEC)
 def test_kafka_python_batches_decode_with_ours(codec: int, compression: str) -> None:
     buf = _kafka_python_batch(RECORDS, codec, transactional=True, producer=(4321, 3, 17))
     (batch,) = decode_batches(buf)
@@ -62,7 +71,7 @@ def test_kafka_python_batches_decode_with_ours(codec: int, compression: str) -> 
         assert (got.key, got.value, got.headers) == (want.key, want.value, list(want.headers))
 
 
-@pytest.mark.parametrize("codec,compression", [(KP_NONE, "none"), (KP_LZ4, "lz4")])
+@pytest.mark.parametrize("codec,compression", EVERY_CODEC)
 def test_our_batches_decode_with_kafka_python(codec: int, compression: str) -> None:
     buf = encode_batch(RECORDS, base_offset=500, compression=compression, producer_id=99,
                        producer_epoch=2, base_sequence=40, partition_leader_epoch=6,
@@ -164,7 +173,7 @@ _records = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(records=_records, codec=st.sampled_from([(KP_NONE, "none"), (KP_LZ4, "lz4")]))
+@given(records=_records, codec=st.sampled_from(AVAILABLE))
 def test_random_batches_agree_with_kafka_python(
     records: list[Record], codec: tuple[int, str]
 ) -> None:
