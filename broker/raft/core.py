@@ -904,10 +904,27 @@ class RaftNode:
         # The leader sends min(its commit, our match): we hold that entry, unless the log lost
         # entries on open and the leader has not heard yet (then what we hold is a prefix of
         # what matched, so the clamp keeps the promise).
-        commit = min(msg.commit, self._log.last_index())
-        if commit > self._log.commit:
+        log = self._log
+        commit = min(msg.commit, log.last_index())
+        if commit > log.commit:
             self._advance_commit(commit)
+        if msg.commit > log.last_index():
+            self._reject_lost_match(msg)
         self._msgs.append(HeartbeatResponse(src=self._id, dst=msg.src, term=self._term))
+
+    def _reject_lost_match(self, msg: Heartbeat) -> None:
+        """The leader holds a match index for us above our last index (a heartbeat carries
+        min(its commit, our match)): we lost entries it counted, across a restart in its
+        term. Answer as a rejection below that match index would, so the leader lowers the
+        match index and probes from our last entry. Without it, a leader with nothing new to
+        send never appends again, and our log (and applied index) stays short for good.
+        Safe: it only makes the leader send what it holds; the rejection's hint is our last
+        entry, a prefix of what matched, which the leader trusts as it trusts any rejection
+        below the match index (flagged when storage marked a repair, else checked against
+        its own log, then followed by a RepairMark)."""
+        log = self._log
+        last = log.last_index()
+        self._respond_append(msg.src, False, msg.commit, last, log.term_at(last))
 
     def _on_log_start(self, msg: LogStartRequest) -> None:
         log = self._log

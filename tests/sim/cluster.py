@@ -84,7 +84,8 @@ class Simulation:
         for g, voters in enumerate(scenario.voters):
             for node in self.nodes.values():
                 node.add_group(g, voters)
-        self._retiring: dict[tuple[int, int], bool] = {}  # (group, node) removed, not yet deleted
+        # (group, node) removed, not yet deleted -> the voters that must first hold the removal
+        self._retiring: dict[tuple[int, int], frozenset[int]] = {}
         self.clients = ClientPool(
             queue=self.queue,
             proposer=self,
@@ -160,7 +161,7 @@ class Simulation:
         self.network.heal_all()
         self.clients.stopping = True
         for g, n in list(self._retiring):
-            self._on_retire(g, n, None)
+            self._on_retire(g, n, None)  # those still needed stay until they are not
         for node in self.nodes.values():
             node.paused_until_us = 0
             if not node.up:
@@ -319,13 +320,34 @@ class Simulation:
         gone = (old.voters | old.learners) - (new.voters | new.learners)
         for n in sorted(gone):
             if (group, n) not in self._retiring and not self.nodes[n].replicas[group].retired:
-                self._retiring[(group, n)] = True
+                self._retiring[(group, n)] = new.voters
                 self.queue.push(self.queue.now_us + _RETIRE_AFTER_US, RETIRE, group, n)
 
     def _on_retire(self, group: int, n: int, _: Any) -> None:
-        if self._retiring.pop((group, n), None):
-            self.note(f"group {group}: replica on node {n} deleted")
-            self.nodes[n].retire(group)
+        """Delete the removed replica once every voter of the membership that removed it holds
+        that membership durably (its hard state's, which is as of its commit index). Until
+        then such a voter still counts the removed replica in its own membership, as the core
+        applies memberships at commit: deleting it takes a vote that membership's majorities
+        need (seeds 600311 and 400047: the leader alone knew the removal committed, then lost
+        its log tail to damage and votes by its repair mark, which the two voters left could
+        not reach; without the removed replica they were two of four)."""
+        voters = self._retiring.get((group, n))
+        if voters is None:
+            return
+        if any(self._still_counts(group, v, n) for v in sorted(voters - {n})):
+            self.queue.push(self.queue.now_us + _RETIRE_AFTER_US, RETIRE, group, n)
+            return
+        del self._retiring[(group, n)]
+        self.note(f"group {group}: replica on node {n} deleted")
+        self.nodes[n].retire(group)
+
+    def _still_counts(self, group: int, voter: int, n: int) -> bool:
+        """Does `voter`'s durable membership in `group` still include node `n`?"""
+        rep = self.nodes[voter].replicas[group]
+        if rep.retired:
+            return False
+        hard = rep.storage.durable.hard_state
+        return hard is not None and n in hard.conf.voters | hard.conf.learners
 
     def ever_removed(self, group: int, n: int) -> bool:
         """Was `n` removed from `group` (its replica deleted, or about to be)?"""

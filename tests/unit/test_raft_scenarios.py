@@ -1079,6 +1079,41 @@ def test_repairing_voters_mark_ignores_a_term_raised_by_a_failed_election() -> N
         assert c.data_applied(n) == [b"v0", b"v1", b"v2", b"v3", b"after"]
 
 
+@pytest.mark.parametrize("marked", [True, False])
+def test_leader_with_nothing_new_repairs_a_follower_that_lost_matched_entries(
+    marked: bool,
+) -> None:
+    """Node 2 acknowledged every entry, then lost its tail across a restart (damage storage
+    marked, or a cut it could not see) while node 1 stays leader of the same term. No more
+    proposals arrive, so only heartbeats reach node 2; they carry a commit index above its
+    last entry, which tells it the leader counts entries it no longer holds. It says so, the
+    leader probes down, and node 2 catches up and applies everything. Before, the leader held
+    its old match index and, with nothing new to send, never appended again."""
+    c = new_cluster(3)
+    c.elect(1)
+    for i in range(8):
+        c.propose(1, b"v%d" % i)
+    c.settle()
+    assert c.nodes[1].commit_index == c.storages[2].last_index() == 9
+    if marked:
+        restart_damaged(c, 2, keep=3)
+    else:
+        c.crash(2)
+        st = c.storages[2]
+        hard = st.initial_state()
+        assert hard is not None
+        del st._entries[3:]
+        st.set_hard_state(replace(hard, commit=3))
+        assert not c.start(2).repairing
+    c.tick(5)
+    assert c.leader() == 1
+    assert c.storages[2].last_index() == 9 and c.nodes[2].commit_index == 9
+    assert c.data_applied(2) == [b"v%d" % i for i in range(8)]
+    assert not c.nodes[2].repairing
+    pr = c.nodes[1].progress(2)
+    assert pr is not None and pr.match == 9
+
+
 def test_whole_cluster_restart_keeps_committed_entries() -> None:
     c = new_cluster(3)
     c.elect(1)
