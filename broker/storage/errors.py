@@ -38,8 +38,9 @@ class LogCorruptionError(LogError):
 
 
 class LogReadOnlyError(LogError):
-    """A write or fsync failed earlier: the log was latched read-only (Kafka's
-    KAFKA_STORAGE_ERROR). Every later write raises this; reads see only what was durable."""
+    """A write, fsync or read failed: the log was latched read-only (Kafka's
+    KAFKA_STORAGE_ERROR). Every later write raises this; after a failed write, reads see only
+    what was durable (a failed read cuts nothing: see PartitionLog, Failure)."""
 
 
 class LogDamageError(LogCorruptionError, LogReadOnlyError):

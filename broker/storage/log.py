@@ -16,7 +16,10 @@ belong to the loop thread. Reads are safe while an `fsync()` runs.
 
 Failure. An OSError from any write, truncate or fsync latches the log read-only: that call and
 every later write raise LogReadOnlyError (Kafka's KAFKA_STORAGE_ERROR), and the log shrinks
-to what was durable before the error, so nothing half-written is ever served.
+to what was durable before the error, so nothing half-written is ever served. An OSError from
+a read (e.g. EIO) latches it too and raises LogReadOnlyError, but does not shrink it: what was
+written is still what Raft believes it appended, and Raft keeps reading it (term_at, entries)
+until the replica stops; cutting it would make those reads fail in ways no caller expects.
 
 Sealed segments. Once a segment is sealed and durable its summary is written (see
 `broker.storage.summary`), so the next open takes it without a scan (with
@@ -24,9 +27,10 @@ LogConfig.trust_segment_summaries). Damage inside such a
 segment is then found by the read that meets it (every entry read is CRC-checked): the read
 raises LogDamageError, the segment's summary is deleted (so the next open scans it and
 recovery cuts and repairs the damage, hard state marked `repairing`) and the log latches
-read-only like after a write error, so the replica stops taking part (its next write or sync
-fails) and bad bytes are never served or shipped. Repairing in place is not possible from a
-read: Raft holds the log's old state in memory until the replica is opened again.
+read-only like after a failed read (no shrink), so the replica stops taking part (its next
+write or sync fails) and bad bytes are never served or shipped. Repairing in place is not
+possible from a read: Raft holds the log's old state in memory until the replica is opened
+again.
 
 Offsets. DATA payloads are RecordBatch v2 whose baseOffset the leader stamped; the log reads
 base/last offset and max timestamp from the 61-byte batch header and never decodes records.
@@ -485,7 +489,8 @@ class PartitionLog:
     def _write_summaries(self, *, every: bool = False) -> None:
         """Write the summary of every sealed, durable segment that is owed one. They are
         written as segments seal, so the walk back from the newest sealed one stops at the
-        first that has one, unless `every` (on open, where any segment may have been scanned)."""
+        first that has one, unless `every` (on open, where any segment may have been scanned:
+        there a summary that cannot be written is skipped, see _summary_failed)."""
         segments = self._segments
         owed = []
         for k in range(len(segments) - 2, -1, -1):  # on every flush: no copy of the list
@@ -498,20 +503,40 @@ class PartitionLog:
                 seg.summary = SummaryState.NEVER
             elif seg.synced_size == seg.size:  # else: fsynced by a later flush, then written
                 owed.append(seg)
-        try:
-            for seg in reversed(owed):
+        for seg in reversed(owed):
+            if every:
+                try:
+                    # Scanned just now, it may hold bytes a crash of the process left in the
+                    # page cache only: durable data, not a summary, so a failure fails the open.
+                    seg.fsync()
+                except OSError as exc:
+                    self._fail(exc)
+            try:
                 write_summary(self._dir_fd, self._dir, seg, self._runs)
-        except OSError as exc:
-            # The directory fsync may have consumed an error the log's own fsyncs would
-            # otherwise have seen: latch, as for any failed write.
-            self._fail(exc)
+            except OSError as exc:
+                if not every:
+                    # Running, a roll's directory entry may still be unsynced, and the
+                    # summary's directory fsync (same descriptor) may have consumed an error
+                    # the log's own fsync would otherwise have seen: latch, as for any write.
+                    self._fail(exc)
+                self._summary_failed(seg, exc)
+
+    def _summary_failed(self, seg: Segment, exc: OSError) -> None:
+        """On open a summary write failed (e.g. a full disk). Nothing of the log's is unsynced
+        then (the recovery was made durable first), so the error hides nothing: the segment
+        goes without a summary (scanned at the next open) instead of failing the open. It is
+        not retried while open (that would latch the log at run time on the same full disk)."""
+        log.warning("%s: no summary for %s (scanned at the next open): %s", self._dir,
+                    seg.path, exc)
+        seg.summary = SummaryState.FAILED
 
     def _remove_summaries(self, segments: list[Segment], *, sync: bool) -> None:
         """Delete the summaries of `segments` (about to be cut or deleted); with `sync`, make
         that durable now. Raises OSError."""
         removed = False
         for seg in segments:
-            if seg.summary is SummaryState.WRITTEN:
+            # FAILED: the write may have got as far as the rename; never outlive the bytes.
+            if seg.summary in (SummaryState.WRITTEN, SummaryState.FAILED):
                 removed = remove_summary(self._dir, seg.base_index) or removed
             seg.summary = SummaryState.ABSENT
         if removed and sync:
@@ -587,17 +612,29 @@ class PartitionLog:
             raise LogReadOnlyError(f"{self._dir} is read-only after: {self._error}")
 
     def _fail(self, exc: OSError) -> NoReturn:
-        """Latch read-only and shrink the visible log to what was durable."""
-        self._latch(exc)
+        """A write, truncate or fsync failed: latch read-only and shrink the visible log to
+        what was durable."""
+        self._latch(exc, shrink=True)
         raise LogReadOnlyError(f"{self._dir} is read-only after: {exc}") from exc
 
-    def _latch(self, exc: Exception) -> None:
+    def _read_failed(self, exc: OSError) -> NoReturn:
+        """A read failed (e.g. EIO): latch read-only without shrinking (see the module
+        docstring, Failure), so the replica goes offline and clients get
+        KAFKA_STORAGE_ERROR."""
+        self._latch(exc, shrink=False)
+        raise LogReadOnlyError(f"{self._dir} is read-only after a failed read: {exc}") from exc
+
+    def _latch(self, exc: Exception, *, shrink: bool) -> None:
+        """`shrink` only for a failed write: bytes past the durable point may be half-written.
+        A failed read leaves the written bytes as they were, and Raft still reads the entries
+        it appended (term_at, entries); cutting them would make those reads raise
+        UnavailableError. A write failing after a read latched still shrinks."""
         if self._error is None:
             self._error = exc
             log.error("%s: storage error, the log is now read-only: %s", self._dir, exc)
-            if self._last_index > self._durable_index:
-                self._last_index = self._durable_index
-                self._next_offset = self._durable_offset
+        if shrink and self._last_index > self._durable_index:
+            self._last_index = self._durable_index
+            self._next_offset = self._durable_offset
 
     def _damaged(self, seg: Segment, exc: LogCorruptionError) -> NoReturn:
         """A read met bytes that fail their check: see the module docstring (Sealed segments)."""
@@ -606,7 +643,7 @@ class PartitionLog:
                 self._remove_summaries([seg], sync=True)
             except OSError as e:  # the next read of it finds the damage again
                 log.error("%s: cannot delete the summary of %s: %s", self._dir, seg.path, e)
-        self._latch(exc)
+        self._latch(exc, shrink=False)  # a read's finding: see _latch
         raise LogDamageError(exc.path, exc.position, exc.reason) from exc
 
     @property
@@ -769,7 +806,8 @@ class PartitionLog:
         yield from cache.iter_from(index)
 
     def _iter_segment(self, seg: Segment, position: int, chunk_bytes: int) -> Iterator[Item]:
-        """iter_segment, with damage turned into LogDamageError (see _damaged)."""
+        """iter_segment, with damage turned into LogDamageError (see _damaged) and an OSError
+        into LogReadOnlyError (see _read_failed)."""
         items = iter_segment(seg, position, chunk_bytes)
         while True:
             try:
@@ -778,6 +816,8 @@ class PartitionLog:
                 return
             except LogCorruptionError as exc:
                 self._damaged(seg, exc)
+            except OSError as exc:  # e.g. EIO: a typed error, so callers' storage guards hold
+                self._read_failed(exc)
             yield item
 
     def _iter_at_index(self, index: int) -> Iterator[Item]:

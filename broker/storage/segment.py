@@ -31,6 +31,8 @@ class SummaryState(enum.Enum):
     ABSENT = "absent"  # none on disk; one is owed once the segment is sealed and durable
     WRITTEN = "written"  # on disk, and describes the file as it is
     NEVER = "never"  # this segment gets none (e.g. its Kafka offsets were unknown): scanned
+    FAILED = "failed"  # writing it failed on open: none trusted, a file may remain (removed
+    # with the segment), not retried until the next open
 
 
 class Segment:

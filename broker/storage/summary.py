@@ -29,7 +29,9 @@ File `<20-digit base index>.sum` (integers big-endian):
 
 Rules, each closing a crash window:
 - Written (temp, fsync, rename, fsync the directory) only for a sealed segment whose every byte
-  is fsynced: a summary never describes bytes a crash could still lose or tear.
+  is fsynced: a summary never describes bytes a crash could still lose or tear. One that cannot
+  be written on open (e.g. a full disk) is skipped, so the segment is scanned at the next open;
+  a failure while running latches the log (see PartitionLog._write_summaries for why).
 - Removed, and the removal made durable, before its segment is cut (truncation after a Raft
   conflict); removed with the segment when the segment is deleted (retention, reset). On open
   the summaries of the last segment, of segments not kept and of no segment are deleted before
@@ -272,14 +274,11 @@ def _last_entry(seg: Segment) -> tuple[int, int, bytes] | None:
 
 def write_summary(dir_fd: int, directory: str, seg: Segment, runs: TermRuns) -> bool:
     """Write `seg`'s summary durably and mark it; False (and marked NEVER) when it cannot
-    have one. Raises OSError."""
+    have one. The caller has made `seg`'s bytes durable. Raises OSError."""
     summary = summarize(seg, runs)
     if summary is None:
         seg.summary = SummaryState.NEVER
         return False
-    # Already fsynced when sealed at run time; one scanned on open may hold bytes a crash of
-    # the process left in the page cache only.
-    os.fsync(seg.fd)
     write_atomic(dir_fd, directory, summary_file_name(seg.base_index), encode_summary(summary))
     seg.summary = SummaryState.WRITTEN
     return True
