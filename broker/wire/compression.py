@@ -4,7 +4,7 @@ bounded, and how it is read back without ever producing more than a caller's lim
 Forms, as Kafka clients write them:
 
     gzip    one gzip member (RFC 1952; zlib with wbits 31). Readers also take several
-            concatenated members, as Java's GZIPInputStream does.
+            concatenated members, as Java's GZIPInputStream does (up to 4096 of them).
     snappy  Kafka's Java client writes xerial framing (snappy-java's SnappyOutputStream): a
             16-byte header b"\\x82SNAPPY\\x00" + int32 version + int32 compatible version (both
             1), then blocks of [int32 big-endian length][raw snappy block] of at most 32 KiB
@@ -15,7 +15,8 @@ Forms, as Kafka clients write them:
     zstd    zstd frames (the Java client's streaming writer leaves the content size out).
 
 Decompression treats the input as hostile: every codec is bounded by `limit` decompressed
-bytes (a bomb fails after at most that many), and any malformed input raises CodecError.
+bytes (a bomb fails after at most that many), its time is linear in input and output (gzip
+members and xerial blocks are counted and capped), and any malformed input raises CodecError.
 """
 
 from __future__ import annotations
@@ -86,9 +87,23 @@ _LZ4_BLOCK_BYTES: Final = 64 << 10
 _LZ4_BLOCK_HEADER_BYTES: Final = 4
 
 # Decompression output starts at this many times the input (records compress 2-10x) and grows
-# 4x per attempt up to the limit: a zstd frame may not state its content size.
-_ZSTD_FIRST_RATIO: Final = 8
-_ZSTD_FIRST_BYTES: Final = 64 << 10
+# 4x per attempt up to the limit: neither a zstd frame nor a Java-written lz4 frame states its
+# content size, and reserving the whole limit up front would cost 64 MiB per decode.
+_OUTPUT_FIRST_RATIO: Final = 8
+_OUTPUT_FIRST_BYTES: Final = 64 << 10
+_OUTPUT_GROWTH: Final = 4
+# lz4 output comes in steps, each allocated whole before it is filled: this caps the last
+# step's overshoot (16 steps for a 64 MiB section).
+_LZ4_STEP_BYTES_MAX: Final = 4 << 20
+# Java writes one gzip member and xerial blocks of 32 KiB each (a 64 MiB limit is 2048 of
+# them). Each member or block costs a decoder call however small it is, so a section of
+# 20-byte empty members could stall the event loop for seconds: more than this is refused.
+_GZIP_MEMBERS_MAX: Final = 4096
+_XERIAL_BLOCKS_MAX: Final = 4096
+# A gzip member's end is known only once zlib has read past it, and zlib copies what it did
+# not use into unused_data; feeding it a small piece first (growing 4x while the member lasts)
+# keeps that copy small, so the walk over many members stays linear in the input.
+_GZIP_FEED_FIRST_BYTES: Final = 4 << 10
 _OUTPUT_FULL: Final = "failed to write whole buffer"  # cramjam's error for a full output
 
 
@@ -203,24 +218,41 @@ def _exceeds(codec: Compression, limit: int) -> CodecError:
 
 
 def _gzip_decompress(data: Buffer, limit: int) -> bytes:
+    view = memoryview(data)
     parts: list[bytes] = []
-    total = 0
-    rest: Buffer = data
-    while True:  # one gzip member per turn
-        d = zlib.decompressobj(_GZIP_WBITS)
+    pos = total = 0
+    for _ in range(_GZIP_MEMBERS_MAX):
+        pos, total = _gzip_member(view, pos, parts, total, limit)
+        if pos == len(view):
+            return b"".join(parts)
+    raise CodecError(f"more than {_GZIP_MEMBERS_MAX} gzip members")
+
+
+def _gzip_member(
+    view: memoryview, pos: int, parts: list[bytes], total: int, limit: int
+) -> tuple[int, int]:
+    """Inflate the gzip member starting at view[pos] onto `parts` (which already hold `total`
+    bytes); returns where the member ends and the new total."""
+    d = zlib.decompressobj(_GZIP_WBITS)
+    feed_bytes = _GZIP_FEED_FIRST_BYTES
+    while True:
+        piece = view[pos : pos + feed_bytes]
         try:
-            chunk = d.decompress(rest, limit + 1 - total)
+            chunk = d.decompress(piece, limit + 1 - total)
         except zlib.error as e:
             raise CodecError(f"bad gzip data ({e})") from None
         total += len(chunk)
         if total > limit:
             raise _exceeds(Compression.GZIP, limit)
         parts.append(chunk)
-        if not d.eof:
+        if d.eof:
+            return pos + len(piece) - len(d.unused_data), total
+        # Below max_length zlib stops only when the piece is used up.
+        assert not d.unconsumed_tail, len(d.unconsumed_tail)
+        pos += len(piece)
+        if pos == len(view):
             raise CodecError("truncated gzip stream")
-        rest = d.unused_data
-        if not rest:
-            return b"".join(parts)
+        feed_bytes *= _OUTPUT_GROWTH
 
 
 def _snappy_decompress(data: Buffer, limit: int) -> bytes:
@@ -243,10 +275,12 @@ def _snappy_decompress(data: Buffer, limit: int) -> bytes:
 def _xerial_blocks(view: memoryview) -> list[memoryview]:
     if len(view) < len(_XERIAL_HEADER):
         raise CodecError(f"truncated xerial snappy header ({len(view)} bytes)")
-    blocks = []
+    blocks: list[memoryview] = []
     pos = len(_XERIAL_HEADER)
     end = len(view)
     while pos < end:
+        if len(blocks) == _XERIAL_BLOCKS_MAX:
+            raise CodecError(f"more than {_XERIAL_BLOCKS_MAX} xerial snappy blocks")
         if end - pos < _XERIAL_LENGTH.size:
             raise CodecError(f"truncated xerial snappy block length at byte {pos}")
         (length,) = _XERIAL_LENGTH.unpack_from(view, pos)
@@ -260,24 +294,41 @@ def _xerial_blocks(view: memoryview) -> list[memoryview]:
 
 
 def _lz4_decompress(data: Buffer, limit: int) -> bytes:
+    """In growing steps: the decompressor allocates all of max_length for each call."""
     decompressor = _lz4.LZ4FrameDecompressor()
-    try:
-        out = decompressor.decompress(data, max_length=limit + 1)
-    except Exception as e:  # lz4 reports every malformed frame as a bare RuntimeError
-        raise CodecError(f"bad lz4 data ({e})") from None
-    if len(out) > limit:
-        raise _exceeds(Compression.LZ4, limit)
-    if not decompressor.eof:
-        raise CodecError("truncated lz4 frame")
+    parts: list[bytes] = []
+    total = 0
+    step = min(_LZ4_STEP_BYTES_MAX, _output_first_bytes(data, limit))
+    rest: Buffer = data  # the decompressor keeps what one step leaves unread
+    while True:
+        try:
+            chunk = decompressor.decompress(rest, max_length=min(step, limit + 1 - total))
+        except Exception as e:  # lz4 reports every malformed frame as a bare RuntimeError
+            raise CodecError(f"bad lz4 data ({e})") from None
+        rest = b""
+        total += len(chunk)
+        if total > limit:
+            raise _exceeds(Compression.LZ4, limit)
+        parts.append(chunk)
+        if decompressor.eof:
+            break
+        if decompressor.needs_input:
+            raise CodecError("truncated lz4 frame")
+        step = min(_LZ4_STEP_BYTES_MAX, step * _OUTPUT_GROWTH)
     if decompressor.unused_data:
         raise CodecError(f"{len(decompressor.unused_data)} bytes after the lz4 frame")
-    return out
+    return b"".join(parts)
+
+
+def _output_first_bytes(data: Buffer, limit: int) -> int:
+    """The first output buffer for decompressing `data`: records compress 2-10x."""
+    return min(limit + 1, max(_OUTPUT_FIRST_BYTES, _OUTPUT_FIRST_RATIO * len(data)))
 
 
 def _zstd_decompress(data: Buffer, limit: int) -> bytes:
     """Into a fixed output buffer, which cramjam refuses to overrun: the only hard output
     bound it offers. A frame need not state its size, so a full buffer is retried larger."""
-    size = min(limit + 1, max(_ZSTD_FIRST_BYTES, _ZSTD_FIRST_RATIO * len(data)))
+    size = _output_first_bytes(data, limit)
     while True:
         out = bytearray(size)
         try:
@@ -287,7 +338,7 @@ def _zstd_decompress(data: Buffer, limit: int) -> bytes:
                 raise CodecError(f"bad zstd data ({e})") from None
             if size > limit:
                 raise _exceeds(Compression.ZSTD, limit) from None
-            size = min(limit + 1, size * 4)
+            size = min(limit + 1, size * _OUTPUT_GROWTH)
             del out  # before the larger one is made
             continue
         if n > limit:

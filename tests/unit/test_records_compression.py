@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import struct
 import tracemalloc
 import zlib
 
 import cramjam
+import crc32c
 import pytest
 import zstandard
 
-from broker.wire.compression import Compression, compress, compressed_bytes_max
+from broker.wire.compression import (
+    CODECS_BY_ID,
+    Compression,
+    compress,
+    compressed_bytes_max,
+    decompress,
+)
 from broker.wire.records import (
     BATCH_HEADER_BYTES,
     CorruptBatchError,
@@ -277,3 +285,150 @@ def test_valid_compression_of_wrong_records_is_still_caught(codec: str) -> None:
     buf = _batch(codec, _good_section(codec), {**FIELDS, "count": FIELDS["count"] + 1})
     with pytest.raises(CorruptBatchError, match="decompressed records of the batch at byte 0"):
         list(decode_batches(buf))
+
+
+# ------------------------------------------------------------- many members, blocks and steps
+# Java writes one gzip member and 32 KiB xerial blocks; every further member or block costs a
+# decoder call, so their number is capped (walked one at a time, 2 MB of 20-byte empty gzip
+# members took seconds).
+MEMBERS_MAX = 4096
+EMPTY_GZIP_MEMBER = gzip.compress(b"")
+
+
+def _quick_batch(codec_id: int, section: bytes, fields: dict[str, int]) -> bytes:
+    """golden_batch with the CRC from the crc32c library: its bitwise CRC takes a second per
+    MiB, too slow for megabyte sections and hundreds of fuzz cases."""
+    buf = bytearray(golden_batch(b"", attributes=codec_id, **fields) + section)
+    struct.pack_into(">i", buf, 8, len(buf) - 12)
+    struct.pack_into(">I", buf, 17, crc32c.crc32c(bytes(buf[21:])))
+    return bytes(buf)
+
+
+def _xerial(blocks: list[bytes]) -> bytes:
+    return XERIAL_HEADER + b"".join(struct.pack(">i", len(b)) + b for b in blocks)
+
+
+def test_gzip_members_beyond_the_cap_are_refused() -> None:
+    at_cap = gzip.compress(SECTION) + EMPTY_GZIP_MEMBER * (MEMBERS_MAX - 1)
+    assert _decoded(_quick_batch(1, at_cap, FIELDS)) == WANT
+    for extra in (1, 100_000):  # 100,000 members is a 2 MB section
+        buf = _quick_batch(1, at_cap + EMPTY_GZIP_MEMBER * extra, FIELDS)
+        with pytest.raises(CorruptBatchError, match=f"more than {MEMBERS_MAX} gzip members"):
+            list(decode_batches(buf, batch_bytes_max=4 << 20))
+
+
+def test_xerial_blocks_beyond_the_cap_are_refused() -> None:
+    empty_block = bytes(cramjam.snappy.compress_raw(b""))
+    blocks = [bytes(cramjam.snappy.compress_raw(SECTION))] + [empty_block] * (MEMBERS_MAX - 1)
+    assert _decoded(_quick_batch(2, _xerial(blocks), FIELDS)) == WANT
+    for extra in (1, 300_000):  # 300,000 blocks of 5 bytes: 1.5 MB
+        buf = _quick_batch(2, _xerial(blocks + [empty_block] * extra), FIELDS)
+        with pytest.raises(CorruptBatchError,
+                           match=f"more than {MEMBERS_MAX} xerial snappy blocks"):
+            list(decode_batches(buf, batch_bytes_max=4 << 20))
+
+
+def test_gzip_members_of_every_size_split_where_they_end() -> None:
+    """Members shorter and far longer than the pieces zlib is fed, ending anywhere in one."""
+    rng = random.Random(8)
+    cuts = sorted(rng.sample(range(1, len(SECTION)), 40))
+    pieces = [SECTION[a:b] for a, b in zip([0, *cuts], [*cuts, len(SECTION)])]
+    pieces[5:5] = [b"", b""]
+    pieces.append(b"")
+    # Level 0 stores the bytes as they are, so those members span several of zlib's pieces.
+    noisy = [gzip.compress(p, compresslevel=rng.choice([0, 1, 9])) for p in pieces]
+    assert max(map(len, noisy)) > 4 << 10
+    assert _decoded(_quick_batch(1, b"".join(noisy), FIELDS)) == WANT
+    big = os.urandom(300_000)
+    section = gzip.compress(big, compresslevel=0) + gzip.compress(big[:5])
+    assert decompress(Compression.GZIP, section, 1 << 20) == big + big[:5]
+
+
+def test_lz4_does_not_reserve_the_whole_bound_for_a_small_frame() -> None:
+    """The bound is 64 MiB by default; a 5-byte record set must not allocate it."""
+    buf = encode_batch([Record(None, b"hello", [], T)], compression="lz4")
+    tracemalloc.start()
+    try:
+        (batch,) = decode_batches(buf)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert batch.records[0].value == b"hello"
+    assert peak < 1 << 20, peak
+
+
+def test_lz4_output_in_many_steps_and_cut_between_them() -> None:
+    frame = compress(Compression.LZ4, BOMB_SECTION)  # 4 MiB from a few KiB: several steps
+    (batch,) = decode_batches(_quick_batch(3, frame, BOMB_FIELDS))
+    assert batch.records[0].value == bytes(4 << 20)
+    with pytest.raises(CorruptBatchError, match="truncated lz4 frame"):
+        list(decode_batches(_quick_batch(3, frame[:-4], BOMB_FIELDS)))
+    with pytest.raises(CorruptBatchError, match="1 bytes after the lz4 frame"):
+        list(decode_batches(_quick_batch(3, frame + b"x", BOMB_FIELDS)))
+
+
+# -------------------------------------------------------------------------------------- fuzz
+# Random and mutated records sections in batches whose CRC is valid, under every codec id
+# (5-7 are undefined): decoding either succeeds or raises CorruptBatchError, nothing else.
+
+FUZZ_CASES = 2000  # per codec id; a few seconds in all
+FUZZ_PREFIXES = {1: b"\x1f\x8b\x08", 2: XERIAL_HEADER, 3: b"\x04\x22\x4d\x18",
+                 4: b"\x28\xb5\x2f\xfd"}
+FUZZ_RECORDS = [Record(b"key%d" % i, b"v%d" % i + b"a" * (i * 150), [("h", b"x")], T + i)
+                for i in range(20)]
+FUZZ_SEEDS = {c.codec_id: compress(c, _section_of(FUZZ_RECORDS)[0])
+              for c in Compression if c is not Compression.NONE}
+FUZZ_SEEDS[0] = _section_of(FUZZ_RECORDS)[0]
+
+
+def _fuzz_section(rng: random.Random, codec_id: int) -> bytes:
+    """Random bytes after the codec's magic, a mutated compressed section, or a mutated plain
+    section compressed (so the record parser meets it too)."""
+    mode = rng.randrange(4)
+    if codec_id not in FUZZ_SEEDS or mode == 0:
+        section = rng.randbytes(rng.randrange(300))
+        if codec_id in FUZZ_PREFIXES and rng.random() < 0.5:
+            section = FUZZ_PREFIXES[codec_id] + section
+        return section
+    if mode == 1:
+        plain = _mutated(rng, FUZZ_SEEDS[0])
+        return compress(CODECS_BY_ID[codec_id], plain) if codec_id else plain
+    seed = FUZZ_SEEDS[codec_id]
+    if codec_id == 2 and rng.random() < 0.3:  # librdkafka's raw block
+        seed = bytes(cramjam.snappy.compress_raw(FUZZ_SEEDS[0]))
+    return _mutated(rng, seed)
+
+
+def _mutated(rng: random.Random, seed: bytes) -> bytes:
+    base = bytearray(seed)
+    for _ in range(rng.randrange(1, 6)):
+        op = rng.randrange(5)
+        if op == 0 and base:
+            base[rng.randrange(len(base))] = rng.getrandbits(8)
+        elif op == 1 and base:
+            del base[rng.randrange(len(base)):]
+        elif op == 2:
+            i = rng.randrange(len(base) + 1)
+            base[i:i] = rng.randbytes(rng.randrange(1, 8))
+        elif op == 3:  # several gzip members or zstd frames, or a broken repeat
+            base += base[: rng.randrange(len(base) + 1)]
+        else:
+            base += seed
+    return bytes(base)
+
+
+@pytest.mark.parametrize("codec_id", range(8))
+def test_fuzzed_sections_raise_only_corrupt_batch(codec_id: int) -> None:
+    for case in range(FUZZ_CASES):
+        seed = codec_id * 1_000_000 + case
+        rng = random.Random(seed)
+        section = _fuzz_section(rng, codec_id)
+        count = rng.choice([0, 1, 20, 20, 40, rng.randrange(-5, 100), 2**31 - 1, -(2**31)])
+        buf = _quick_batch(codec_id, section, {**FIELDS, "count": count})
+        try:
+            for batch in decode_batches(buf, decompressed_bytes_max=4 << 20):
+                assert len(batch.records) == count, f"seed {seed}"
+        except CorruptBatchError:
+            pass
+        except Exception as e:  # noqa: BLE001 - anything else is the bug reported
+            raise AssertionError(f"seed {seed}: {type(e).__name__}: {e}") from e
