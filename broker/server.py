@@ -13,6 +13,7 @@ leader registers and fences brokers from those heartbeats.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -36,7 +37,7 @@ from broker.controller.metadata import (
 from broker.controller.placement import leader_balance_moves
 from broker.controller.service import ControllerService
 from broker.groups import GroupCoordinator
-from broker.raft.core import RaftConfig
+from broker.raft.core import RaftConfig, StorageStateError
 from broker.raft.confchange import ConfChangeError
 from broker.raft.messages import (
     ConfChange,
@@ -103,6 +104,8 @@ class Broker:
         # group -> the last leader this broker knew of (kept when that leadership ends), for
         # Metadata while no new leader is known: see partition_leadership.
         self.last_leaders: dict[int, tuple[int, int]] = {}
+        # group -> monotonic time its remote last leader stopped listing it (see _leader_hint)
+        self._last_leader_gone_s: dict[int, float] = {}
         self.led_by: dict[int, set[int]] = {}  # node -> groups it reported leading
         self.by_partition: dict[tuple[str, int], int] = {}  # (topic, partition) -> group id
         self.peer_last_heard: dict[int, float] = {}
@@ -155,7 +158,12 @@ class Broker:
         self.manager.leader_claim = lambda group: self.leaders.get(group, (0, 0))
         self.controller.listeners.append(self._on_metadata_changes)
         await self.manager.start()
-        self._add_controller(controller_log, fresh)
+        try:
+            self._add_controller(controller_log, fresh)
+        except StartupError:
+            await self.manager.stop()
+            await self.bus.stop()
+            raise
         from broker.api.handlers import KafkaApi
         from broker.api.connection import ConnectionStats, KafkaConnection
 
@@ -206,8 +214,12 @@ class Broker:
                          else "interval_ms",
                          fsync_interval_ms=self.config.fsync_interval_ms)
 
-    def _open_log(self, directory: Path, voters: frozenset[int]) -> tuple[PartitionLog, bool]:
-        plog = PartitionLog(directory, self._log_config())
+    def _open_log(self, directory: Path, voters: frozenset[int], *,
+                  trust_summaries: bool = True) -> tuple[PartitionLog, bool]:
+        config = self._log_config()
+        if not trust_summaries:
+            config = dataclasses.replace(config, trust_segment_summaries=False)
+        plog = PartitionLog(directory, config)
         fresh = plog.initial_state() is None
         if fresh:
             # Not synced here: until the first election persists a term, losing this bootstrap
@@ -219,14 +231,24 @@ class Broker:
         directory = self.data_dir / METADATA_LOG_DIR
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            return self._open_log(directory, frozenset(self.config.controller_voters))
+            # Every segment scanned: the whole log is replayed into the controller's image
+            # right after (so trusting summaries saves nothing), and damage a replay met
+            # inside a trusted segment would stop the start (a broker serves nothing without
+            # its metadata), where a scan repairs it by the recovery rules.
+            return self._open_log(directory, frozenset(self.config.controller_voters),
+                                  trust_summaries=False)
         except (OSError, LogError) as e:  # e.g. ENOSPC while recovery repairs a torn tail
             raise StartupError(f"cannot open the metadata log in {directory}: {e}") from e
 
     def _add_controller(self, plog: PartitionLog, fresh: bool) -> None:
-        replica = self.manager.add(group_id=CONTROLLER_GROUP_ID, topic="__cluster_metadata",
-                                   partition=0, log_=plog, on_committed=self.controller.on_committed,
-                                   applied=0)
+        """Raises StartupError (the log closed) when reading the log fails."""
+        try:
+            replica = self.manager.add(group_id=CONTROLLER_GROUP_ID, topic="__cluster_metadata",
+                                       partition=0, log_=plog,
+                                       on_committed=self.controller.on_committed, applied=0)
+        except (OSError, LogError, StorageStateError) as e:  # e.g. EIO replaying batches
+            plog.close(sync=False)
+            raise StartupError(f"cannot read the metadata log in {plog.directory}: {e}") from e
         self.controller.replica = replica
         if fresh and len(self.config.controller_voters) == 1:
             replica.node.campaign()
@@ -240,7 +262,11 @@ class Broker:
         would turn a transient full disk into a crash; Kafka shuts such a broker down, and
         this is the nearest a running process gets to that."""
         if replica is not self.controller.replica:
-            if isinstance(replica.failure, LogDamageError):
+            if not isinstance(replica.failure, LogDamageError):
+                return
+            if self._sole_voter(replica.node.conf.voters):
+                self._keep_damaged_offline(replica.group_id, replica.name)
+            else:
                 self._schedule_repair(replica.group_id)
             return
         reason = f"broker {self.node_id}'s metadata log is offline after a storage error"
@@ -260,6 +286,7 @@ class Broker:
                     self.by_partition.pop((p.topic, p.partition), None)
                     self.leaders.pop(p.group_id, None)
                     self.last_leaders.pop(p.group_id, None)
+                    self._last_leader_gone_s.pop(p.group_id, None)
                     self._delete_replica(p)
                 case BrokerChanged() | BrokerRemoved():
                     self._update_peers()
@@ -273,7 +300,8 @@ class Broker:
         """Open the log and add the replica. Runs inside the metadata apply: never raises.
         Making the replica reads the log (producer state): damage met there latched the log
         and dropped the segment's summary, so one reopen scans that segment and repairs it by
-        the recovery rules. A second failure leaves the replica offline until a restart."""
+        the recovery rules (not when this broker is the group's only voter: see
+        _keep_damaged_offline). A second failure leaves the replica offline until a restart."""
         if p.group_id in self.manager.replicas:
             return
         for attempt in (1, 2):
@@ -286,15 +314,39 @@ class Broker:
             try:
                 replica = self.manager.add(group_id=p.group_id, topic=p.topic,
                                            partition=p.partition, log_=plog)
-            except (OSError, LogError) as e:
+            except Exception as e:
+                state = plog.initial_state()
                 plog.close(sync=False)  # as a crash would: nothing of it was acknowledged
+                if not isinstance(e, (OSError, LogError)):  # a bug: a reopen would meet it again
+                    log.exception("replica of group %d (%s-%d) is offline: creating it failed",
+                                  p.group_id, p.topic, p.partition)
+                    return
+                sole = state is not None and self._sole_voter(state.conf.voters)
+                again = attempt == 1 and not (sole and isinstance(e, LogDamageError))
                 log.error("replica of group %d (%s-%d): reading its log failed (%s): %s",
                           p.group_id, p.topic, p.partition,
-                          "reopening it" if attempt == 1 else "offline", e)
+                          "reopening it" if again else "offline", e)
+                if not again:
+                    if sole and isinstance(e, LogDamageError):
+                        self._keep_damaged_offline(p.group_id, f"{p.topic}-{p.partition}")
+                    return
                 continue
             if fresh and p.preferred_leader == self.node_id:
                 replica.node.campaign()
             return
+
+    def _sole_voter(self, voters: frozenset[int]) -> bool:
+        return voters == frozenset({self.node_id})
+
+    def _keep_damaged_offline(self, group_id: int, name: str) -> None:
+        """Damage in the log of a group whose only voter is this broker: reopening the log
+        would repair it by cutting it at the damage, and every later entry would be lost for
+        good, since no other replica holds them to fetch again. Offline until an operator
+        decides (a restart opens the log and cuts it)."""
+        log.error("replica of group %d (%s) stays offline: its log is damaged and this broker "
+                  "is the group's only voter, so no other replica can restore what a repair "
+                  "would cut; restarting the broker repairs it by cutting the log at the damage",
+                  group_id, name)
 
     def _schedule_repair(self, group_id: int) -> None:
         """A read met damage in the replica's log (now closed): reopen it, which repairs it
@@ -336,6 +388,7 @@ class Broker:
         g = replica.group_id
         if replica.leader_ready:
             self.leaders[g] = self.last_leaders[g] = (self.node_id, replica.node.term)
+            self._last_leader_gone_s.pop(g, None)
             self.led_by.setdefault(self.node_id, set()).add(g)
         elif self.leaders.get(g, (0, 0))[0] == self.node_id:
             del self.leaders[g]
@@ -373,15 +426,23 @@ class Broker:
         reaches it. A client sent there is answered NOT_LEADER_OR_FOLLOWER and looks again;
         "no leader" (-1) is kept for a partition whose leader is gone, because some clients
         take it badly in the middle of a healthy cluster (kafka-python's end_offsets drops
-        such a partition from its answer). (0, -1): no hint."""
+        such a partition from its answer). (0, -1): no hint.
+
+        The hint must not outlive the handover: ourselves only while our replica still runs
+        (one taken offline by a storage error, or removed, leads nothing again), a peer only
+        for about an election timeout after it stopped listing the group (by then the group
+        has elected a new leader, whose listing replaces the hint, or it has none)."""
         if replica is not None and replica.node.leader_id not in (0, self.node_id):
             return replica.node.leader_id, replica.node.term
         leader, term = self.last_leaders.get(group_id, (0, -1))
         if leader == self.node_id:
-            fit = not self._stopping and self.controller.offline_reason is None
+            fit = (replica is not None and replica.failure is None  # (None: offline, gone)
+                   and not self._stopping and self.controller.offline_reason is None)
         else:
+            gone_s = self._last_leader_gone_s.get(group_id)
             fit = (self._can_take_leadership(leader)
-                   and leader not in self.offline((leader,)))
+                   and leader not in self.offline((leader,))
+                   and (gone_s is None or time.monotonic() - gone_s < self._peer_timeout_s))
         return (leader, term) if fit else (0, -1)
 
     def _local_isr(self, replica: Replica) -> list[int]:
@@ -412,9 +473,12 @@ class Broker:
                 continue  # we know of a newer term: that leadership is over
             if term >= known_term:
                 self.leaders[g] = self.last_leaders[g] = (src, term)
+                self._last_leader_gone_s.pop(g, None)
+        now = time.monotonic()
         for g in self.led_by.get(src, set()) - reported:
             if self.leaders.get(g, (0, 0))[0] == src:
                 del self.leaders[g]
+                self._last_leader_gone_s[g] = now  # see _leader_hint
                 if g in self.manager.replicas:
                     self.manager.mark(g)  # its followers must run their election timers
         self.led_by[src] = reported

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 TICK_MS = 100  # how often sessions and join phases are checked
 LOAD_BYTES_PER_STEP = 1 << 20  # replay reads this much, then yields to the event loop
+LOAD_RETRY_MS = 1000  # after a read error, the load starts over this much later
 COMMIT_TIMEOUT_MS = 5000  # Kafka's offsets.commit.timeout.ms
 RECORDS_PER_BATCH_MAX = 500  # a commit of more partitions is written as several batches
 GROUPS_PER_PARTITION_MAX = 100_000  # beyond: new groups are refused (COORDINATOR_NOT_AVAILABLE)
@@ -192,6 +193,19 @@ class GroupCoordinator:
         return self._slots.get(slot.index) is slot and slot.replica.leader_ready
 
     async def _load(self, slot: _Slot) -> None:
+        """Replay the partition, then serve its groups. A read error leaves it loading (its
+        groups answered COORDINATOR_LOAD_IN_PROGRESS): served from part of the log, a group
+        would hand out older committed offsets than it has (consumers re-read what they
+        committed). A storage error takes the replica offline, which unloads the partition;
+        any other, the load starts over a little later (e.g. retention moved the log start
+        under it)."""
+        while self._current(slot):
+            if await self._load_once(slot):
+                return
+            await asyncio.sleep(LOAD_RETRY_MS / 1000)
+
+    async def _load_once(self, slot: _Slot) -> bool:
+        """One replay; returns False after a read error."""
         started = time.monotonic()
         replica = slot.replica
         offsets: dict[str, dict[tuple[str, int], OffsetValue]] = {}
@@ -201,9 +215,10 @@ class GroupCoordinator:
         while offset < end and self._current(slot):
             try:
                 batches = replica.read(offset, LOAD_BYTES_PER_STEP)
-            except KafkaError as e:
-                log.error("loading %s: %s", replica.name, e)
-                break
+            except (KafkaError, OSError) as e:
+                log.error("loading %s: %s (not serving its groups; retrying in %d ms unless "
+                          "the replica goes offline)", replica.name, e, LOAD_RETRY_MS)
+                return False
             if not batches:
                 break
             for raw in batches:
@@ -211,7 +226,7 @@ class GroupCoordinator:
                 records += count
             await asyncio.sleep(0)
         if not self._current(slot):
-            return
+            return True
         now_ms = self._now_ms()
         for group_id in set(offsets) | set(snapshots):
             snapshot = snapshots.get(group_id)
@@ -222,6 +237,7 @@ class GroupCoordinator:
         slot.loaded = True
         log.info("coordinating %d groups of %s (%d records replayed in %.0f ms)",
                  len(slot.groups), replica.name, records, (time.monotonic() - started) * 1000)
+        return True
 
     @staticmethod
     def _replay(raw: bytes | memoryview, offset: int,

@@ -12,6 +12,12 @@ Ready, writing it, syncing, applying, a read by a request handler) is guarded: a
 OSError takes that replica offline (`_fail_replica`) and leaves the others running. Offline
 listeners hear why (`Replica.failure`): a LogDamageError (a read met bytes failing their CRC)
 can be repaired by opening the log again, which the broker does.
+
+Any other exception while driving one replica is a bug, or a storage failure reaching us in a
+shape we did not foresee (a log that latched read-only and shrank answers reads of the cut
+range with the Raft storage's LookupError): it takes that one replica offline too, logged with
+its traceback. The loops that drive every group never end on one replica's error: one broken
+partition must not stop the broker driving all the others.
 """
 
 from __future__ import annotations
@@ -181,7 +187,7 @@ class ReplicaManager:
             return
         try:
             replica.node.step(msg)
-        except (OSError, LogError) as e:  # e.g. entries read for an answer met damage
+        except Exception as e:  # e.g. entries read for an answer met damage
             self._fail_replica(replica, e)
             return
         self.mark(group, active=not isinstance(msg, (Heartbeat, HeartbeatResponse)))
@@ -214,18 +220,20 @@ class ReplicaManager:
                     self._ticking.discard(group_id)
                     continue
                 try:
-                    replica.node.tick()
-                except (OSError, LogError) as e:
+                    self._tick(replica)
+                except Exception as e:  # that group alone: see the module docstring
                     self._fail_replica(replica, e)
-                    continue
-                self._dirty.add(group_id)
-                if self._quiet(replica):
-                    replica.idle_ticks += 1
-                    if replica.idle_ticks >= QUIESCE_AFTER_TICKS:
-                        self._ticking.discard(group_id)
-                else:
-                    replica.idle_ticks = 0
             self._wake.set()
+
+    def _tick(self, replica: Replica) -> None:
+        replica.node.tick()
+        self._dirty.add(replica.group_id)
+        if self._quiet(replica):
+            replica.idle_ticks += 1
+            if replica.idle_ticks >= QUIESCE_AFTER_TICKS:
+                self._ticking.discard(replica.group_id)
+        else:
+            replica.idle_ticks = 0
 
     # ---- the Ready cycle ----------------------------------------------------------------
     async def _cycle_loop(self) -> None:
@@ -237,8 +245,9 @@ class ReplicaManager:
             try:
                 await self._cycle()
             except Exception:
+                # Not one replica's error (those are caught per replica): still, the next
+                # cycle must run, or no group on this broker makes progress any more.
                 log.exception("replica cycle failed")
-                raise
 
     async def _cycle(self) -> None:
         batch: list[tuple[Replica, Ready]] = []
@@ -250,7 +259,7 @@ class ReplicaManager:
             try:  # both read the entries to send
                 if replica.node.has_ready():
                     batch.append((replica, replica.node.ready()))
-            except (OSError, LogError) as e:
+            except Exception as e:
                 self._fail_replica(replica, e)
         if not batch:
             return
@@ -260,14 +269,14 @@ class ReplicaManager:
         for replica, ready in batch:
             try:
                 replica.write(ready)
-            except (OSError, LogError) as e:  # latched, or a read met damage (a cut's walk)
-                log.error("log %s failed: %s", replica.log.directory, e)
+                if ready.entries or ready.hard_state is not None:
+                    self._written[replica.group_id] = now_ms
+                self._send(replica.group_id, ready.messages)
+            except Exception as e:  # latched, or a read met damage (a cut's walk)
+                _log_failure(f"log {replica.log.directory} failed", e)
                 replica.note_failure(e)
                 unwritten.add(replica.log)
                 continue
-            if ready.entries or ready.hard_state is not None:
-                self._written[replica.group_id] = now_ms
-            self._send(replica.group_id, ready.messages)
             if ready.must_sync or ready.committed:
                 to_sync.append(replica.log)
         failed = unwritten | await self._sync(to_sync)
@@ -277,13 +286,13 @@ class ReplicaManager:
             if replica.log in failed:
                 self._fail_replica(replica)
                 continue
-            self._send(replica.group_id, ready.messages_after_persist)
             try:
+                self._send(replica.group_id, ready.messages_after_persist)
                 replica.finish(ready)  # may read the log (the offset a new leader starts at)
                 replica.node.advance(ready)
                 if replica.node.has_ready():  # (may read entries to send)
                     self.mark(replica.group_id)
-            except (OSError, LogError) as e:
+            except Exception as e:
                 self._fail_replica(replica, e)
 
     async def _sync(self, logs: list[PartitionLog]) -> set[PartitionLog]:
@@ -295,8 +304,8 @@ class ReplicaManager:
             try:
                 if lg.flush():
                     pending.append(lg)
-            except (OSError, LogError) as e:
-                log.error("log %s failed: %s", lg.directory, e)
+            except Exception as e:
+                _log_failure(f"log {lg.directory} failed", e)
                 failed.add(lg)
         if not pending:
             return failed
@@ -306,27 +315,35 @@ class ReplicaManager:
             return_exceptions=True)
         for lg, result in zip(pending, results):
             if isinstance(result, BaseException):
-                log.error("fsync of %s failed: %s", lg.directory, result)
+                _log_failure(f"fsync of {lg.directory} failed", result)
                 failed.add(lg)
         return failed
 
     def _fail_replica(self, replica: Replica, exc: Exception | None = None) -> None:
-        """A storage failure: the replica stops taking part (it must not acknowledge what it
-        could not make durable, nor serve or ship what it cannot read). Kafka marks such a log
-        dir offline the same way. A replica failed already (or replaced since) is left alone."""
+        """A storage failure (or another error driving it): the replica stops taking part (it
+        must not acknowledge what it could not make durable, nor serve or ship what it cannot
+        read). Kafka marks such a log dir offline the same way. A replica failed already (or
+        replaced since) is left alone."""
         if exc is not None:
             replica.note_failure(exc)
         if self.replicas.get(replica.group_id) is not replica:
             return
-        log.error("replica of group %d (%s) is offline after a storage error: %s",
-                  replica.group_id, replica.name, replica.failure)
+        storage = isinstance(replica.failure, (LogError, OSError))
+        log.error("replica of group %d (%s) is offline after %s: %s", replica.group_id,
+                  replica.name, "a storage error" if storage else "an error",
+                  replica.failure if storage else repr(replica.failure),
+                  exc_info=None if storage or exc is None else exc)
         del self.replicas[replica.group_id]
         self._dirty.discard(replica.group_id)
         self._ticking.discard(replica.group_id)
         replica.close_failed()
-        self._role_changed(replica)  # it leads nothing any more
-        for listener in self.offline_listeners:
-            listener(replica)
+        # Listeners run inside the loops that drive every group: one that raises must not end
+        # them (nor keep the others from hearing it).
+        for listener in [*self.role_listeners, *self.offline_listeners]:  # it leads nothing
+            try:
+                listener(replica)
+            except Exception:
+                log.exception("a listener failed on replica %s going offline", replica.name)
 
     def _fail_later(self, replica: Replica, exc: Exception) -> None:
         """A request handler's read failed: take the replica offline from the loop, not from
@@ -359,10 +376,18 @@ class ReplicaManager:
                     continue
                 try:
                     replica.log.maybe_sync(now_ms)
-                except (OSError, LogError) as e:
-                    log.error("periodic sync of %s failed: %s", replica.name, e)
+                except Exception as e:
+                    _log_failure(f"periodic sync of {replica.name} failed", e)
                     self._fail_replica(replica, e)
 
     def _send(self, group_id: int, messages: Iterable[Message]) -> None:
         for m in messages:
             self.bus.send(m.dst, encode_message(group_id, m))
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    """A storage error says all in its message; anything else gets its traceback."""
+    if isinstance(exc, (LogError, OSError)):
+        log.error("%s: %s", what, exc)
+    else:
+        log.error("%s: %r", what, exc, exc_info=exc)

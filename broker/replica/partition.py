@@ -341,10 +341,10 @@ class Replica:
         """Idempotence state from the committed log (batches carry producer id/epoch/seq):
         the newest snapshot at or below the high watermark, then the batches after it; with
         none, every batch from the log start. Snapshots beyond the log's end (cut by a
-        repair) are deleted."""
+        repair) or below its start (batches after them deleted) are deleted."""
         hw = self.high_watermark
         self._snapshots.drop_above(self.log.next_offset)
-        snapshot = self._snapshots.load(self.producers, hw)
+        snapshot = self._snapshots.load(self.producers, hw, self.log.log_start_offset)
         start = self.log.log_start_offset if snapshot is None else snapshot
         replayed = 0
         for h in self.log.batch_headers(start, hw):

@@ -7,7 +7,10 @@ only at an offset the replica has applied (so committed: Raft never truncates be
 every replica holds the same batches there), and it is used only when X is at or below the
 high watermark the log's durable commit index gives and within the log: a snapshot above it
 (a commit index checkpointed before the crash, a log cut by damage repair) is skipped for an
-older one, or the full rebuild. A torn or damaged file fails its CRC and is deleted.
+older one, or the full rebuild. A torn or damaged file fails its CRC and is deleted. A snapshot
+below the log start offset is deleted too: the batches between it and the log start are gone
+(retention, or a crash between a log reset and dropping the snapshots above the reset point), so
+the state it leads to would miss them, and a retry of one of them would be taken as new.
 
 Files live in the replica's log directory, owned by this module: `<offset, 20 digits>.producers`.
 The storage layer lists only its own file names (segments, summaries, hard state, log start)
@@ -143,10 +146,13 @@ class ProducerSnapshots:
         """The highest snapshot offset, -1 when there is none."""
         return self.offsets[-1] if self.offsets else -1
 
-    def load(self, table: ProducerTable, limit_offset: int) -> int | None:
-        """Restore `table` from the newest valid snapshot at or below `limit_offset` and return
-        its offset; None when there is none (the table is then untouched). Damaged files are
+    def load(self, table: ProducerTable, limit_offset: int, start_offset: int) -> int | None:
+        """Restore `table` from the newest valid snapshot in [`start_offset`, `limit_offset`]
+        (the log start and the high watermark) and return its offset; None when there is none
+        (the table is then untouched). Damaged files, and those below `start_offset` (the
+        batches after them are not all in the log any more: see the module docstring), are
         deleted on the way."""
+        self._delete([o for o in self.offsets if o < start_offset])
         for offset in reversed(self.offsets):
             if offset > limit_offset:
                 continue

@@ -237,3 +237,45 @@ def batch_at(offset: int, *, term: int) -> bytes:
     buf = bytearray(batch(offset))
     stamp_batch(buf, 0, offset, term)
     return bytes(buf)
+
+
+def producer_batch(offset: int, producer: int, seq: int) -> bytes:
+    buf = bytearray(encode_batch([Record(b"k", b"v", [], 1_700_000_000_000)],
+                                 producer_id=producer, producer_epoch=0, base_sequence=seq))
+    stamp_batch(buf, 0, offset, 1)
+    return bytes(buf)
+
+
+def test_a_snapshot_below_the_log_start_is_deleted_not_loaded(tmp_path: Path) -> None:
+    """Producer 7 writes offsets 0..19 (sequences 0..19), snapshotted at 10; producer 8 then
+    writes offsets 20..39; retention moves the log start to 20. The snapshot leads to a state
+    without 7's batches 10..19 (deleted with their segments): a retry of one of them must not
+    be taken for a new batch, as it was when that snapshot was loaded."""
+    with PartitionLog(tmp_path, CONFIG) as log:
+        log.append([Entry(index=i + 1, term=1, kind=EntryKind.DATA,
+                          data=producer_batch(i, 7, i)) for i in range(10)])
+        log.set_hard_state(HardState(term=1, vote=1, conf=ConfState(voters=frozenset({1})),
+                                     commit=10))
+    replica = open_replica(tmp_path)
+    assert replica.snapshot_producers()
+    replica.close()
+    with PartitionLog(tmp_path, CONFIG) as log:
+        log.append([Entry(index=i + 1, term=1, kind=EntryKind.DATA,
+                          data=producer_batch(i, 7, i)) for i in range(10, 20)]
+                   + [Entry(index=i + 1, term=1, kind=EntryKind.DATA,
+                            data=producer_batch(i, 8, i - 20)) for i in range(20, 40)])
+        log.set_hard_state(HardState(term=1, vote=1, conf=ConfState(voters=frozenset({1})),
+                                     commit=40))
+        log.sync()
+        log.delete_prefix(20)
+        assert log.log_start_offset == 20
+    assert snapshots_in(tmp_path) == [f"{10:020d}{SNAPSHOT_SUFFIX}"]
+
+    replica = open_replica(tmp_path)
+    try:
+        retry = replica.producers.check(7, 0, 10, 10)
+        assert not retry.accept, f"a retry of a batch in the deleted range accepted: {retry}"
+        assert replica.producers.check(8, 0, 19, 19).duplicate_of == 39  # 8's state is whole
+    finally:
+        replica.close()
+    assert snapshots_in(tmp_path) == []
