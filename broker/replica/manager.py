@@ -264,7 +264,7 @@ class ReplicaManager:
         if not batch:
             return
         to_sync: list[PartitionLog] = []
-        unwritten: set[PartitionLog] = set()
+        unwritten: dict[PartitionLog, Exception] = {}
         now_ms = int(time.time() * 1000)
         for replica, ready in batch:
             try:
@@ -275,16 +275,16 @@ class ReplicaManager:
             except Exception as e:  # latched, or a read met damage (a cut's walk)
                 _log_failure(f"log {replica.log.directory} failed", e)
                 replica.note_failure(e)
-                unwritten.add(replica.log)
+                unwritten[replica.log] = e
                 continue
             if ready.must_sync or ready.committed:
                 to_sync.append(replica.log)
-        failed = unwritten | await self._sync(to_sync)
+        failed = {**unwritten, **await self._sync(to_sync)}
         for replica, ready in batch:
             if self.replicas.get(replica.group_id) is not replica:
                 continue  # removed (or failed, maybe reopened) while syncing
             if replica.log in failed:
-                self._fail_replica(replica)
+                self._fail_replica(replica, failed[replica.log])
                 continue
             try:
                 self._send(replica.group_id, ready.messages_after_persist)
@@ -295,10 +295,11 @@ class ReplicaManager:
             except Exception as e:
                 self._fail_replica(replica, e)
 
-    async def _sync(self, logs: list[PartitionLog]) -> set[PartitionLog]:
+    async def _sync(self, logs: list[PartitionLog]) -> dict[PartitionLog, Exception]:
         """flush() each log on the loop thread, then fsync them all concurrently off it.
-        Returns the logs that failed (they are latched read-only by the storage layer)."""
-        failed: set[PartitionLog] = set()
+        Returns the logs that failed, with why (they are latched read-only by the storage
+        layer)."""
+        failed: dict[PartitionLog, Exception] = {}
         pending: list[PartitionLog] = []
         for lg in logs:
             try:
@@ -306,7 +307,7 @@ class ReplicaManager:
                     pending.append(lg)
             except Exception as e:
                 _log_failure(f"log {lg.directory} failed", e)
-                failed.add(lg)
+                failed[lg] = e
         if not pending:
             return failed
         loop = asyncio.get_running_loop()
@@ -316,7 +317,8 @@ class ReplicaManager:
         for lg, result in zip(pending, results):
             if isinstance(result, BaseException):
                 _log_failure(f"fsync of {lg.directory} failed", result)
-                failed.add(lg)
+                failed[lg] = (result if isinstance(result, Exception)
+                              else RuntimeError(f"fsync ended by {result!r}"))
         return failed
 
     def _fail_replica(self, replica: Replica, exc: Exception | None = None) -> None:

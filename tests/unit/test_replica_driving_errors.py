@@ -10,7 +10,10 @@ Real logs on real files and a real ReplicaManager running its loops; the peer bu
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from broker.raft.messages import ConfState, Entry, EntryKind, HardState, Heartbeat
 from broker.raft.storage import UnavailableError
@@ -136,3 +139,45 @@ def test_an_error_stepping_a_message_takes_only_that_replica_offline(tmp_path: P
             await manager.stop()
 
     asyncio.run(main())
+
+
+class FullDisk(PartitionLog):
+    """A real log whose fsyncs fail with ENOSPC once `full` is set."""
+
+    full = False
+
+    def fsync(self) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        super().fsync()
+
+
+def test_a_failed_fsync_takes_the_replica_offline_with_its_reason(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The fsync's error is the replica's failure (what Metadata, the offline listeners and
+    the log line report), not an unexplained "error: None"."""
+    async def main() -> None:
+        manager, _outbox, offline = make_manager()
+        log_ = FullDisk(tmp_path / "a", CONFIG)
+        log_.set_hard_state(HardState(term=0, vote=0, commit=0,
+                                      conf=ConfState(voters=frozenset({1}))))
+        a = manager.add(group_id=1, topic="a", partition=0, log_=log_)
+        await manager.start()
+        try:
+            await wait_for(lambda: a.leader_ready, "group 1 to elect itself")
+            log_.full = True
+            batch = bytearray(encode_batch([Record(b"k", b"v", [], 1_700_000_000_000)]))
+            future = a.append(batch, read_batch_header(batch), acks=-1)
+            await wait_for(lambda: 1 not in manager.replicas, "group 1 offline")
+            assert offline == [a]
+            assert isinstance(a.failure, OSError) and a.failure.errno == 28
+            assert isinstance(future, asyncio.Future) and future.done()
+            assert isinstance(future.exception(), Exception)  # never acknowledged
+        finally:
+            await manager.stop()
+
+    with caplog.at_level(logging.ERROR, logger="broker.replica.manager"):
+        asyncio.run(main())
+    offline_lines = [r.getMessage() for r in caplog.records if "is offline after" in r.getMessage()]
+    assert offline_lines and all("a storage error" in m and "No space left" in m
+                                 for m in offline_lines), offline_lines
