@@ -18,6 +18,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 __all__ = [
     "Acked",
     "ContinuousWriter",
+    "Delivered",
+    "Headers",
     "Outgoing",
     "Stored",
     "admin_client",
@@ -45,6 +47,23 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+Headers = tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivered:
+    """A record another client library (librdkafka, aiokafka) reported delivered, with the
+    codec it was sent with and where the report says it is."""
+
+    codec: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

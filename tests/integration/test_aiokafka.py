@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
+from tests.integration.clients import Delivered, Headers
 from tests.integration.cluster import LocalCluster
 
 pytestmark = pytest.mark.timeout(240)
@@ -49,20 +50,6 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 }
 
 T = TypeVar("T")
-Headers = tuple[tuple[str, bytes], ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivered:
-    """A record the producer's future resolved for, and where it said the record is."""
-
-    codec: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    timestamp_ms: int
 
 
 async def _until(probe: Callable[[], Awaitable[T | None]], what: str,

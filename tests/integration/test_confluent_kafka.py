@@ -34,6 +34,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration import kafka_wire
+from tests.integration.clients import Delivered, Headers
 from tests.integration.cluster import ClusterFactory, LocalCluster, NotYet
 
 pytestmark = pytest.mark.timeout(240)
@@ -66,25 +67,9 @@ TRANSIENT_ERRORS = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
 UNSUPPORTED_ERRORS = {KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION,
                       KafkaError._NOT_IMPLEMENTED}
 
-Headers = tuple[tuple[str, bytes | None], ...]
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outgoing:
     partition: int | None  # None: librdkafka's partitioner picks
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    timestamp_ms: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivered:
-    """A record librdkafka reported delivered, and where the report says it is."""
-
-    codec: str
-    partition: int
-    offset: int
     key: bytes | None
     value: bytes | None
     headers: Headers
